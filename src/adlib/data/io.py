@@ -1,0 +1,228 @@
+"""Decode images and masks into numpy arrays, with clear errors.
+
+Images become HxWxC ``uint8`` arrays (C = 1 or 3), masks HxW ``bool`` arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from adlib.data.types import DataError
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+"""File suffixes (lower case) the readers treat as images."""
+
+_TIFF = (".tif", ".tiff")
+_JPEG = (".jpg", ".jpeg")
+_PIL_CHANNELS = {"1": 1, "L": 1, "P": 3, "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1,
+                 "LA": 1, "RGB": 3, "RGBA": 3, "RGBX": 3, "CMYK": 3, "YCbCr": 3, "PA": 3}
+
+JPEG_MID_TONE_LIMIT = 0.05
+"""A JPEG mask is rejected when more than this fraction of its pixels is mid-grey (64..191)."""
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a regular file with an image suffix (case-insensitive), hidden files excluded."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
+
+
+def _unreadable(path: Path, err: Exception) -> DataError:
+    return DataError(
+        f"Cannot decode {path}: {type(err).__name__}: {err}. The file is corrupt, truncated or "
+        "not an image. Fix: re-download or re-extract the dataset, or delete this file."
+    )
+
+
+def _decode_raw(path: Path) -> np.ndarray:
+    """Decode a file to a numpy array in its stored dtype (2D, or HxWxC)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Image file not found: {path}. Fix: check the dataset folder.")
+    try:
+        if path.suffix.lower() in _TIFF:
+            import tifffile
+
+            try:
+                arr = np.asarray(tifffile.imread(path))
+            except Exception:  # noqa: BLE001 - some TIFF flavours only PIL reads
+                with Image.open(path) as im:
+                    arr = _pil_to_array(im)
+            if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+                arr = np.moveaxis(arr, 0, -1)  # planar (C, H, W) -> (H, W, C)
+            return arr
+        with Image.open(path) as im:
+            return _pil_to_array(im)
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise _unreadable(path, err) from err
+    except Exception as err:  # noqa: BLE001 - any decoder failure is a data problem
+        raise _unreadable(path, err) from err
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    im.load()
+    if im.mode == "1":
+        im = im.convert("L")
+    elif im.mode in ("P", "PA"):
+        im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+    elif im.mode in ("CMYK", "YCbCr", "RGBX"):
+        im = im.convert("RGB")
+    return np.asarray(im)
+
+
+def _to_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16 or (np.issubdtype(arr.dtype, np.integer) and arr.max(initial=0) > 255):
+        top = 65535.0 if arr.max(initial=0) <= 65535 else float(arr.max())
+        return np.clip(np.rint(arr.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        scale = 255.0 if np.nanmax(arr) <= 1.0 else 1.0
+        return np.clip(np.rint(np.nan_to_num(arr) * scale), 0, 255).astype(np.uint8)
+    raise DataError(f"Unsupported pixel type {arr.dtype} in {path}. Fix: convert it to 8-bit PNG.")
+
+
+def _to_hwc(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Bring an array to HxWxC with C in {1, 3} (alpha dropped)."""
+    if arr.ndim == 2:
+        return arr[:, :, None]
+    if arr.ndim == 3:
+        c = arr.shape[2]
+        if c in (1, 3):
+            return arr
+        if c == 2:  # grey + alpha
+            return arr[:, :, :1]
+        if c == 4:  # RGBA
+            return arr[:, :, :3]
+    raise DataError(
+        f"Unexpected image shape {arr.shape} in {path}: expected HxW (grey) or HxWx3 (RGB). "
+        "Fix: convert the file to 8-bit grey or RGB."
+    )
+
+
+def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
+    """Read an image as an HxWxC ``uint8`` array.
+
+    16-bit and float images are scaled to 0..255 (by the dtype's full range), an alpha channel
+    is dropped, grey images get one channel.
+
+    Args:
+        path: image file (PNG, JPEG, BMP or TIFF).
+        channels: ``None`` keeps the stored channels; 3 converts grey to RGB; 1 converts RGB to
+            grey (ITU-R 601 luma).
+
+    Raises:
+        DataError: the file is missing, undecodable or has an unexpected shape.
+    """
+    path = Path(path)
+    arr = _to_hwc(_to_uint8(_decode_raw(path), path), path)
+    if channels is None or arr.shape[2] == channels:
+        return np.ascontiguousarray(arr)
+    if channels == 3 and arr.shape[2] == 1:
+        return np.repeat(arr, 3, axis=2)
+    if channels == 1 and arr.shape[2] == 3:
+        luma = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, :, None]
+    raise DataError(f"Cannot convert {path} ({arr.shape[2]} channels) to {channels} channels; "
+                    "channels must be None, 1 or 3.")
+
+
+def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a binary ground-truth mask as an HxW ``bool`` array.
+
+    Accepted values: {0, 255} or {0, 1} (or {0, max} for 16-bit files). JPEG masks (RSDDs) are
+    thresholded at 128, unless more than :data:`JPEG_MID_TONE_LIMIT` of their pixels are
+    mid-grey, which means the file is a photo, not a mask.
+
+    Args:
+        path: mask file.
+        shape: expected (H, W) of the matching image; a mismatch raises.
+
+    Raises:
+        DataError: missing/corrupt file, colour or non-binary content, or size mismatch.
+    """
+    path = Path(path)
+    arr = _decode_raw(path)
+    if arr.ndim == 3:
+        if arr.shape[2] in (2, 4):  # drop alpha
+            arr = arr[:, :, : arr.shape[2] - 1]
+        if arr.shape[2] > 1 and not all(np.array_equal(arr[:, :, 0], arr[:, :, i])
+                                        for i in range(1, arr.shape[2])):
+            raise DataError(f"Mask {path} has colour content; a mask must be grey/binary "
+                            "(0 = good, 255 or 1 = defect). Fix: check that this file is a mask.")
+        arr = arr[:, :, 0]
+    if arr.ndim != 2:
+        raise DataError(f"Unexpected mask shape {arr.shape} in {path}: expected HxW.")
+    if shape is not None and tuple(arr.shape) != tuple(shape[:2]):
+        raise DataError(
+            f"Mask {path} is {arr.shape[0]}x{arr.shape[1]} (HxW) but its image is "
+            f"{shape[0]}x{shape[1]}. Fix: the mask must have the size of its image (check that "
+            "it belongs to this image, or re-extract the dataset)."
+        )
+    if path.suffix.lower() in _JPEG:
+        gray = _to_uint8(arr, path)
+        mid = np.count_nonzero((gray >= 64) & (gray < 192)) / max(gray.size, 1)
+        if mid > JPEG_MID_TONE_LIMIT:
+            raise DataError(
+                f"{path} does not look like a mask: {mid:.0%} of its pixels are mid-grey "
+                f"(limit {JPEG_MID_TONE_LIMIT:.0%}). Fix: check that the ground-truth folder "
+                "holds masks, not images."
+            )
+        return gray >= 128
+    values = np.unique(arr)
+    top = {np.uint16: 65535}.get(arr.dtype.type, 255)
+    if set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1} or \
+            set(values.tolist()) <= {0, top}:
+        return arr > 0
+    shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
+    raise DataError(
+        f"Mask {path} is not binary: values {shown}. Expected {{0, 255}} or {{0, 1}}. "
+        "Fix: threshold the mask (e.g. mask > 127) and save it as PNG."
+    )
+
+
+def probe_image(path: str | Path) -> tuple[int, int, int]:
+    """(H, W, C) of an image from its header only (no pixel decoding where the format allows).
+
+    Raises:
+        DataError: the file is missing or not a readable image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Image file not found: {path}. Fix: check the dataset folder.")
+    try:
+        if path.suffix.lower() in _TIFF:
+            import tifffile
+
+            try:
+                with tifffile.TiffFile(path) as tif:
+                    page = tif.pages[0]
+                    h, w = int(page.imagelength), int(page.imagewidth)
+                    spp = int(page.samplesperpixel)
+                return h, w, 1 if spp in (1, 2) else 3
+            except Exception:  # noqa: BLE001 - fall back to PIL
+                pass
+        with Image.open(path) as im:
+            w, h = im.size
+            mode = im.mode
+        if mode not in _PIL_CHANNELS:
+            raise DataError(f"Unsupported image mode {mode!r} in {path}. Fix: convert it to "
+                            "8-bit grey or RGB PNG.")
+        return h, w, _PIL_CHANNELS[mode]
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise _unreadable(path, err) from err
