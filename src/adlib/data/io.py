@@ -51,11 +51,13 @@ def _decode_raw(path: Path) -> np.ndarray:
             import tifffile
 
             try:
-                arr = np.asarray(tifffile.imread(path))
+                with tifffile.TiffFile(path) as tif:
+                    series = tif.series[0]
+                    arr, axes = np.asarray(series.asarray()), series.axes
             except Exception:  # noqa: BLE001 - some TIFF flavours only PIL reads
                 with Image.open(path) as im:
-                    arr = _pil_to_array(im)
-            if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+                    return _pil_to_array(im)
+            if arr.ndim == 3 and axes[0] in "CS" and axes[1:] == "YX":
                 arr = np.moveaxis(arr, 0, -1)  # planar (C, H, W) -> (H, W, C)
             return arr
         with Image.open(path) as im:
@@ -76,7 +78,7 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
         im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
     elif im.mode in ("CMYK", "YCbCr", "RGBX"):
         im = im.convert("RGB")
-    return np.asarray(im)
+    return np.array(im)  # a writable copy
 
 
 def _to_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -128,7 +130,15 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
         DataError: the file is missing, undecodable or has an unexpected shape.
     """
     path = Path(path)
-    arr = _to_hwc(_to_uint8(_decode_raw(path), path), path)
+    return convert_channels(_to_hwc(_to_uint8(_decode_raw(path), path), path), channels, path)
+
+
+def convert_channels(arr: np.ndarray, channels: int | None, path: str | Path = "<array>") -> np.ndarray:
+    """Convert an HxWxC uint8 array to ``channels`` (None: unchanged; 3: grey -> RGB; 1: RGB -> luma).
+
+    Raises:
+        DataError: when the conversion is not one of these.
+    """
     if channels is None or arr.shape[2] == channels:
         return np.ascontiguousarray(arr)
     if channels == 3 and arr.shape[2] == 1:
@@ -182,7 +192,8 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
                 "holds masks, not images."
             )
         return gray >= 128
-    values = np.unique(arr)
+    values = (np.flatnonzero(np.bincount(arr.ravel(), minlength=256)) if arr.dtype == np.uint8
+              else np.unique(arr))
     top = {np.uint16: 65535}.get(arr.dtype.type, 255)
     if set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1} or \
             set(values.tolist()) <= {0, top}:
@@ -226,3 +237,35 @@ def probe_image(path: str | Path) -> tuple[int, int, int]:
         raise
     except Exception as err:  # noqa: BLE001
         raise _unreadable(path, err) from err
+
+
+def find_child(parent: Path, name: str) -> Path | None:
+    """The entry of ``parent`` called ``name``, compared case-insensitively (exact match first)."""
+    parent = Path(parent)
+    exact = parent / name
+    if exact.exists():
+        return exact
+    if not parent.is_dir():
+        return None
+    for child in parent.iterdir():
+        if child.name.lower() == name.lower():
+            return child
+    return None
+
+
+def require_dir(path: Path, what: str, layout: str, fix: str) -> Path:
+    """Return ``path`` if it is a folder, else raise a :class:`DataError` naming the layout and fix."""
+    path = Path(path)
+    if not path.is_dir():
+        state = "is not a folder" if path.exists() else "does not exist"
+        raise DataError(f"{what} {path} {state}.\nExpected layout:\n{layout}\nFix: {fix}")
+    return path
+
+
+def require_images(folder: Path, what: str, layout: str, fix: str) -> list[Path]:
+    """Image files of an existing folder; raise a :class:`DataError` when there are none."""
+    images = list_images(require_dir(folder, what, layout, fix))
+    if not images:
+        raise DataError(f"{what} {folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})."
+                        f"\nExpected layout:\n{layout}\nFix: {fix}")
+    return images

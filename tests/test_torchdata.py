@@ -1,0 +1,129 @@
+"""ImageDataset / PatchDataset / loaders / holdout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fixtures_layouts import write_mvtec
+
+import adlib.data.torchdata as td
+from adlib.data import Sample, read_mvtec, validate_split
+from adlib.data.torchdata import (
+    ImageDataset,
+    PatchDataset,
+    RandomAugment,
+    auto_workers,
+    holdout,
+    make_loader,
+)
+
+
+@pytest.fixture
+def split(tmp_path):
+    return read_mvtec(write_mvtec(tmp_path, n_train=6, size=20), "toy")
+
+
+def _batches(loader, epochs=2):
+    return [b for _ in range(epochs) for b in loader]
+
+
+def test_items_are_float_chw_in_unit_range(split):
+    ds = ImageDataset(split.test, image_size=12, channels=1, with_masks=True, progress=False)
+    item = ds[len(ds) - 1]
+    assert item["image"].shape == (1, 12, 12) and item["image"].dtype == torch.float32
+    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+    assert item["mask"].shape == (1, 12, 12) and item["label"].item() == 1
+    assert item["mask"].sum() > 0 and set(item["mask"].unique().tolist()) <= {0.0, 1.0}
+    good = ds[[s.label for s in split.test].index(0)]
+    assert good["label"].item() == 0 and good["mask"].sum() == 0
+    assert ImageDataset(split.train, None, 3, progress=False)[0]["image"].shape == (3, 20, 20)
+
+
+def test_cached_and_uncached_give_identical_batches(split):
+    aug = RandomAugment(rot90=True, noise_std=0.05)
+    kw = dict(image_size=16, channels=3, augment=aug, progress=False)
+    cached = _batches(make_loader(ImageDataset(split.train, cache=True, **kw), 4, True, seed=7))
+    lazy = _batches(make_loader(ImageDataset(split.train, cache=False, **kw), 4, True, seed=7))
+    assert len(cached) == len(lazy) == 4
+    for a, b in zip(cached, lazy, strict=True):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["index"], b["index"])
+    assert not torch.equal(cached[0]["index"], cached[2]["index"]) or \
+        not torch.equal(cached[0]["image"], cached[2]["image"])  # epochs differ
+    other = _batches(make_loader(ImageDataset(split.train, **kw), 4, True, seed=8))
+    assert any(not torch.equal(a["image"], b["image"]) for a, b in zip(cached, other, strict=True))
+
+
+def test_same_batches_with_workers(split):
+    ds = ImageDataset(split.train, 16, 3, augment=RandomAugment(noise_std=0.1), progress=False)
+    serial = _batches(make_loader(ds, 3, True, seed=1, num_workers=0), 1)
+    parallel = _batches(make_loader(ds, 3, True, seed=1, num_workers=1), 1)
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(serial, parallel, strict=True))
+
+
+def test_decoded_arrays_are_reused(split, monkeypatch):
+    report = validate_split(split, keep_arrays=True, progress=False)
+    assert len(report.images) == len(split.train) + len(split.test)
+
+    def fail(*_a, **_k):
+        raise AssertionError("decoded twice")
+
+    monkeypatch.setattr(td, "read_image", fail)
+    ds = ImageDataset(split.test, 16, 3, with_masks=True, decoded=report, progress=False)
+    assert ds[len(ds) - 1]["mask"].sum() > 0
+
+
+def test_augment_moves_mask_with_image():
+    image = torch.zeros(1, 8, 8)
+    image[0, 0, :3] = 1.0
+    aug = RandomAugment(hflip=0.5, vflip=0.5, rot90=True)
+    for seed in range(8):
+        out, mask = aug(image, image.clone(), generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(out, mask) and out.sum() == 3
+    noisy, _ = RandomAugment.seed000(noise_std=0.1)(image, None, torch.Generator().manual_seed(0))
+    assert not torch.equal(noisy.round(), noisy) and 0 <= noisy.min() and noisy.max() <= 1
+    rect = RandomAugment(hflip=0, vflip=0, rot90=True)
+    for seed in range(6):
+        out, _ = rect(torch.rand(1, 4, 6), None, torch.Generator().manual_seed(seed))
+        assert out.shape == (1, 4, 6)
+
+
+def test_patch_dataset(rng):
+    patches = rng.integers(0, 256, (10, 8, 8), dtype=np.uint8)
+    masks = np.zeros((10, 8, 8), bool)
+    masks[3, 2, 2] = True
+    ds = PatchDataset(patches, labels=(masks.any(axis=(1, 2))).astype(int), masks=masks,
+                      with_masks=True)
+    item = ds[3]
+    assert item["image"].shape == (1, 8, 8) and item["label"].item() == 1
+    assert torch.allclose(item["image"][0] * 255, torch.from_numpy(patches[3]).float())
+    assert item["mask"].sum() == 1
+    batch = next(iter(make_loader(ds, 4)))
+    assert batch["image"].shape == (4, 1, 8, 8) and batch["index"].tolist() == [0, 1, 2, 3]
+
+
+def test_make_loader_accepts_plain_datasets():
+    plain = torch.utils.data.TensorDataset(torch.arange(10))
+    first = [b[0].tolist() for b in make_loader(plain, 5, shuffle=True, seed=2)]
+    again = [b[0].tolist() for b in make_loader(plain, 5, shuffle=True, seed=2)]
+    assert first == again and sorted(first[0] + first[1]) == list(range(10))
+
+
+def test_auto_workers_zero_on_tiny_datasets():
+    assert auto_workers(10) == 0
+    assert make_loader(PatchDataset(np.zeros((5, 4, 4), np.uint8)), 2).num_workers == 0
+
+
+def test_holdout_is_deterministic_and_disjoint(tmp_path):
+    samples = [Sample(tmp_path / f"{i:02d}.png", 0, "good") for i in range(20)]
+    train, val = holdout(samples, 0.25, seed=3)
+    assert len(val) == 5 and len(train) == 15
+    assert {s.path for s in train}.isdisjoint({s.path for s in val})
+    assert set(holdout(list(reversed(samples)), 0.25, seed=3)[1]) == set(val)
+    assert set(holdout(samples, 0.25, seed=4)[1]) != set(val)
+    doubled = samples[:3] + samples[:3]  # the same file twice stays on one side
+    t, v = holdout(doubled, 0.5, seed=0)
+    assert {s.path for s in t}.isdisjoint({s.path for s in v}) and len(t) + len(v) == 6
+    assert holdout(samples, 0.0) == (samples, [])
+    with pytest.raises(ValueError):
+        holdout(samples[:1], 0.5)
