@@ -1,0 +1,154 @@
+"""Decision thresholds: honest ones from defect-free validation data, and a labelled oracle.
+
+The MVTec AD journal paper (Bergmann et al., IJCV 2021) picks segmentation thresholds from
+anomaly-free validation images only. :func:`threshold_from_normal` implements three such rules:
+
+* ``"max"``: the largest normal value (no false positive on the validation data);
+* ``"quantile"``: the ``q``-quantile of the normal values (a target false-positive rate ``1 - q``);
+* ``"k_sigma"``: mean + ``k`` standard deviations of the normal values.
+
+Its signature accepts one array of normal values and keyword options, nothing else: there is no
+place for labels or masks, so test data cannot leak into the threshold.
+
+:func:`oracle_best_f1_threshold` looks at test labels to find the best possible F1. It is for
+showing how far the honest threshold is from the optimum; its source is always ``"oracle-test"``,
+and it must never be reported without that name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from adlib import metrics
+
+__all__ = ["ThresholdError", "Threshold", "threshold_from_normal", "oracle_best_f1_threshold"]
+
+ORACLE_SOURCE = "oracle-test"
+
+
+class ThresholdError(ValueError):
+    """Raised for data that a threshold estimator refuses (labels, masks, NaN, empty)."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A decision threshold and where it came from.
+
+    Attributes:
+        value: values strictly above it are predicted anomalous.
+        source: e.g. ``"normal-validation:quantile-0.99"`` or ``"oracle-test"``.
+    """
+
+    value: float
+    source: str
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    @property
+    def is_oracle(self) -> bool:
+        """True if the threshold was chosen with test labels."""
+        return self.source.startswith("oracle")
+
+    def predict(self, values) -> np.ndarray:
+        """Boolean prediction ``values > value`` (maps or scores)."""
+        arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        return arr > self.value
+
+
+def _normal_values(values) -> np.ndarray:
+    """Flatten normal maps/scores to float64, refusing anything that looks like labels or masks."""
+    if hasattr(values, "columns") and ({"label", "mask", "defect"} & {str(c) for c in values.columns}):
+        raise ThresholdError(
+            "adlib.thresholds: got a table with label/defect/mask columns. Pass only the anomaly "
+            "values of DEFECT-FREE validation images (e.g. df.loc[df.label == 0, 'score'] of a "
+            "validation split, never the test split)."
+        )
+    if isinstance(values, dict):
+        raise ThresholdError("adlib.thresholds: pass an array of normal values, not a dict.")
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    if isinstance(values, (list, tuple)) and values and all(np.ndim(v) >= 1 for v in values):
+        arr = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values])
+        dtypes = {np.asarray(v).dtype for v in values}
+    else:
+        raw = np.asarray(values)
+        dtypes = {raw.dtype}
+        arr = raw.astype(np.float64).ravel()
+    if any(np.issubdtype(d, np.bool_) for d in dtypes):
+        raise ThresholdError(
+            "adlib.thresholds: got boolean data, which looks like a mask or labels. Pass anomaly "
+            "maps or scores of defect-free validation images."
+        )
+    if arr.size == 0:
+        raise ThresholdError("adlib.thresholds: no normal values given (empty validation set?).")
+    if not np.isfinite(arr).all():
+        raise ThresholdError("adlib.thresholds: normal values contain NaN or inf.")
+    return arr
+
+
+def threshold_from_normal(
+    values,
+    /,
+    *,
+    method: Literal["max", "quantile", "k_sigma"] = "quantile",
+    q: float = 0.99,
+    k: float = 3.0,
+) -> Threshold:
+    """Threshold estimated from defect-free validation data only.
+
+    Args:
+        values: anomaly maps (any shape) or image scores of DEFECT-FREE validation images, as a
+            numpy array, tensor, or list of arrays. Nothing else is accepted.
+        method: ``"max"``, ``"quantile"`` (``q``) or ``"k_sigma"`` (mean + ``k`` std).
+        q: quantile in (0, 1) for ``"quantile"``.
+        k: number of standard deviations for ``"k_sigma"``.
+
+    Returns:
+        A :class:`Threshold` with source ``"normal-validation:<method>"``.
+    """
+    arr = _normal_values(values)
+    if method == "max":
+        return Threshold(float(arr.max()), "normal-validation:max")
+    if method == "quantile":
+        if not 0 < q < 1:
+            raise ThresholdError(f"adlib.thresholds: q must be in (0, 1), got {q} (0.99, not 99).")
+        return Threshold(float(np.quantile(arr, q)), f"normal-validation:quantile-{q:g}")
+    if method == "k_sigma":
+        if k < 0:
+            raise ThresholdError(f"adlib.thresholds: k must be >= 0, got {k}.")
+        return Threshold(float(arr.mean() + k * arr.std()), f"normal-validation:k_sigma-{k:g}")
+    raise ThresholdError(
+        f"adlib.thresholds: unknown method {method!r}; use 'max', 'quantile' or 'k_sigma'."
+    )
+
+
+def oracle_best_f1_threshold(
+    maps_or_scores, masks_or_labels, *, n_bins: int = 10_000, exact: bool | None = None
+) -> Threshold:
+    """ORACLE: the threshold with the best F1 on the data given (normally the test set).
+
+    Args:
+        maps_or_scores: (N, H, W) maps or (N,) image scores.
+        masks_or_labels: matching (N, H, W) masks or (N,) labels.
+        n_bins, exact: threshold grid for large pixel sets (see :func:`adlib.metrics.threshold_grid`).
+
+    Returns:
+        ``Threshold(value, "oracle-test")``: an upper bound to report next to an honest threshold.
+    """
+    m = np.asarray(maps_or_scores.detach().cpu().numpy() if isinstance(maps_or_scores, torch.Tensor)
+                   else maps_or_scores)
+    g = np.asarray(masks_or_labels.detach().cpu().numpy() if isinstance(masks_or_labels, torch.Tensor)
+                   else masks_or_labels)
+    if m.ndim == 1:  # image scores: treat as N maps of one pixel
+        m, g = m.reshape(-1, 1, 1), g.reshape(-1, 1, 1)
+    grid = metrics.threshold_grid(m, n_bins, exact)
+    neg, pos, _ = metrics.pixel_counts(m, g, grid)
+    if pos.sum() == 0:
+        raise ThresholdError("adlib.thresholds: no defective pixel/image, an F1 oracle is undefined.")
+    value, _ = metrics.best_f1_from_counts(grid, neg, pos)
+    return Threshold(value, ORACLE_SOURCE)

@@ -1,0 +1,110 @@
+"""Tests for adlib.thresholds: validation-only estimators and the labelled oracle."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from adlib import metrics as M
+from adlib.thresholds import (
+    Threshold,
+    ThresholdError,
+    oracle_best_f1_threshold,
+    threshold_from_normal,
+)
+
+
+def test_estimators_values_and_sources():
+    rng = np.random.default_rng(0)
+    normal = rng.normal(0.2, 0.05, (5, 16, 16)).astype(np.float32)
+    flat = normal.astype(np.float64).ravel()
+    t = threshold_from_normal(normal, method="max")
+    assert t.value == pytest.approx(flat.max()) and t.source == "normal-validation:max"
+    t = threshold_from_normal(normal, method="quantile", q=0.99)
+    assert t.value == pytest.approx(np.quantile(flat, 0.99)) and t.source == "normal-validation:quantile-0.99"
+    t = threshold_from_normal(torch.from_numpy(normal), method="k_sigma", k=3)
+    assert t.value == pytest.approx(flat.mean() + 3 * flat.std())
+    assert t.source == "normal-validation:k_sigma-3" and not t.is_oracle
+    # a list of maps of different sizes is fine (e.g. several validation images)
+    t2 = threshold_from_normal([normal[0], normal[1:, :8]], method="max")
+    assert t2.value == pytest.approx(max(normal[0].max(), normal[1:, :8].max()))
+    # on the normal data itself the quantile threshold flags about 1 %
+    q = threshold_from_normal(normal, method="quantile", q=0.99)
+    assert (q.predict(normal).mean()) == pytest.approx(0.01, abs=0.005)
+    assert float(q) == q.value
+
+
+def test_signature_has_no_place_for_labels_or_masks():
+    params = inspect.signature(threshold_from_normal).parameters
+    assert list(params) == ["values", "method", "q", "k"]
+    assert params["values"].kind is inspect.Parameter.POSITIONAL_ONLY
+    assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in ("method", "q", "k"))
+    normal = np.random.default_rng(1).random(100)
+    with pytest.raises(TypeError):
+        threshold_from_normal(normal, labels=np.zeros(100))  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        threshold_from_normal(normal, np.zeros(100))  # type: ignore[misc]
+
+
+def test_refuses_masks_labels_and_bad_values():
+    with pytest.raises(ThresholdError, match="mask"):
+        threshold_from_normal(np.zeros((2, 4, 4), bool))
+    df = pd.DataFrame({"score": [0.1, 0.9], "label": [0, 1]})
+    with pytest.raises(ThresholdError, match="label"):
+        threshold_from_normal(df)
+    with pytest.raises(ThresholdError, match="NaN"):
+        threshold_from_normal(np.array([0.1, np.nan]))
+    with pytest.raises(ThresholdError, match="empty"):
+        threshold_from_normal(np.array([]))
+    with pytest.raises(ThresholdError, match="0.99, not 99"):
+        threshold_from_normal(np.array([0.1, 0.2]), method="quantile", q=99)
+
+
+class _Poison:
+    """Stands for test data: any attempt to read it fails loudly."""
+
+    def __getattribute__(self, name):
+        raise AssertionError(f"test data was touched ({name})")
+
+    def __len__(self):
+        raise AssertionError("test data was touched (len)")
+
+    def __iter__(self):
+        raise AssertionError("test data was touched (iter)")
+
+
+def test_test_data_never_reaches_the_estimator():
+    rng = np.random.default_rng(2)
+    normal_val = rng.random((4, 8, 8))
+    test_maps = _Poison()
+    with pytest.raises(AssertionError):
+        threshold_from_normal(test_maps)  # the poison would catch a leak into the estimator
+    # the honest pipeline: only the validation maps go in, the poison stays untouched
+    t = threshold_from_normal(normal_val, method="quantile", q=0.95)
+    # and the result does not depend on whatever the test set holds
+    assert t == threshold_from_normal(normal_val.copy(), method="quantile", q=0.95)
+
+
+def test_oracle_is_labelled_and_optimal():
+    rng = np.random.default_rng(3)
+    maps = rng.random((6, 10, 10)).astype(np.float32)
+    masks = np.zeros(maps.shape, bool)
+    masks[:3, 2:6, 2:6] = True
+    maps[masks] += 0.4
+    t = oracle_best_f1_threshold(maps, masks)
+    assert isinstance(t, Threshold) and t.source == "oracle-test" and t.is_oracle
+    best = M.pixel_prf(maps, masks, t.value).f1
+    for cand in np.unique(maps)[::7]:
+        assert M.pixel_prf(maps, masks, cand).f1 <= best + 1e-12
+    # image level
+    scores = np.array([0.1, 0.2, 0.35, 0.3, 0.8, 0.9])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    ti = oracle_best_f1_threshold(scores, labels)
+    assert M.image_prf(scores, labels, ti.value).f1 == pytest.approx(max(
+        M.image_prf(scores, labels, c).f1 for c in [*scores, -1.0]))
+    with pytest.raises(ThresholdError):
+        oracle_best_f1_threshold(scores, np.zeros(6, int))
