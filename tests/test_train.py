@@ -1,0 +1,290 @@
+"""Training loop: exact resume, atomic checkpoints, load-if-present, devices (CPU, tiny)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from adlib import train
+from adlib.train import (
+    CheckpointError,
+    DeviceError,
+    History,
+    config_hash,
+    fit,
+    load_checkpoint,
+    load_or_train,
+    save_checkpoint,
+    seed_everything,
+    select_device,
+)
+
+N_EPOCHS = 4
+
+
+def _data() -> TensorDataset:
+    gen = torch.Generator().manual_seed(123)
+    return TensorDataset(torch.rand(24, 8, generator=gen))
+
+
+def _model() -> nn.Module:
+    return nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Dropout(0.3), nn.Linear(6, 8))
+
+
+def _setup(seed: int = 0, loader_generator: bool = True):
+    seed_everything(seed)
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(seed) if loader_generator else None
+    loader = DataLoader(_data(), batch_size=5, shuffle=True, generator=gen)
+    return model, opt, loader
+
+
+def _assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(pa, pb), f"parameter {name} differs"
+
+
+def _noisy_val(model: nn.Module) -> float:
+    # Consumes every RNG (python, numpy, torch) so that resume must restore them all.
+    x = torch.rand(4, 8) + random.random() + float(np.random.rand())
+    return float(nn.functional.mse_loss(model(x), x))
+
+
+@pytest.mark.parametrize("loader_generator", [True, False])
+def test_resume_after_k_epochs_matches_uninterrupted(tmp_path, loader_generator):
+    model_a, opt_a, loader_a = _setup(loader_generator=loader_generator)
+    hist_a = fit(model_a, loader_a, loss_fn=nn.functional.mse_loss, optimizer=opt_a,
+                 epochs=N_EPOCHS, device="cpu", val_fn=_noisy_val, progress=False)
+
+    ckpt = tmp_path / "run.pt"
+    model_b, opt_b, loader_b = _setup(loader_generator=loader_generator)
+    fit(model_b, loader_b, loss_fn=nn.functional.mse_loss, optimizer=opt_b, epochs=2,
+        device="cpu", val_fn=_noisy_val, checkpoint_path=ckpt, progress=False)
+    assert load_checkpoint(ckpt)["epoch"] == 2
+
+    # A "new process": different seed, fresh model, fresh loader; everything comes from the file.
+    model_c, opt_c, loader_c = _setup(seed=99, loader_generator=loader_generator)
+    hist_c = fit(model_c, loader_c, loss_fn=nn.functional.mse_loss, optimizer=opt_c,
+                 epochs=N_EPOCHS, device="cpu", val_fn=_noisy_val, checkpoint_path=ckpt,
+                 progress=False)
+    _assert_same_weights(model_a, model_c)
+    assert len(hist_c.epochs) == N_EPOCHS
+    assert hist_c.to_frame("step")["loss"].tolist() == hist_a.to_frame("step")["loss"].tolist()
+    assert hist_c.to_frame()["val_loss"].tolist() == hist_a.to_frame()["val_loss"].tolist()
+
+
+def test_keyboard_interrupt_leaves_usable_checkpoint(tmp_path):
+    model_a, opt_a, loader_a = _setup()
+    fit(model_a, loader_a, loss_fn=nn.functional.mse_loss, optimizer=opt_a, epochs=N_EPOCHS,
+        device="cpu", progress=False)
+
+    def interrupt(epoch: int, history: History) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "run.pt"
+    model_b, opt_b, loader_b = _setup()
+    with pytest.raises(KeyboardInterrupt):
+        fit(model_b, loader_b, loss_fn=nn.functional.mse_loss, optimizer=opt_b,
+            epochs=N_EPOCHS, device="cpu", checkpoint_path=ckpt, progress=False,
+            on_epoch_end=interrupt)
+    state = load_checkpoint(ckpt)
+    assert state["epoch"] == 2 and not state["finished"]
+    assert list(tmp_path.iterdir()) == [ckpt]
+
+    model_c, opt_c, loader_c = _setup(seed=7)
+    fit(model_c, loader_c, loss_fn=nn.functional.mse_loss, optimizer=opt_c, epochs=N_EPOCHS,
+        device="cpu", checkpoint_path=ckpt, progress=False)
+    _assert_same_weights(model_a, model_c)
+    assert load_checkpoint(ckpt)["finished"]
+
+
+def test_custom_step_with_two_optimizers_resumes_identically(tmp_path):
+    """An f-AnoGAN-like alternation: critic every step, generator every 2nd global step."""
+
+    def build(seed):
+        seed_everything(seed)
+        model = nn.ModuleDict({"gen": nn.Linear(4, 8), "critic": nn.Sequential(nn.Linear(8, 1))})
+        opts = {"gen": torch.optim.Adam(model["gen"].parameters(), lr=1e-3),
+                "critic": torch.optim.Adam(model["critic"].parameters(), lr=1e-3)}
+        loader = DataLoader(_data(), batch_size=6, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed))
+        return model, opts, loader
+
+    def step(model, batch, ctx):
+        (real,) = batch
+        z = torch.randn(real.shape[0], 4)
+        critic_loss = model["critic"](model["gen"](z).detach()).mean() - model["critic"](real).mean()
+        ctx.backward_step(critic_loss, "critic")
+        out = {"critic": critic_loss.item()}
+        if ctx.step % 2 == 0:
+            gen_loss = -model["critic"](model["gen"](z)).mean()
+            ctx.backward_step(gen_loss, "gen")
+            out["gen"] = gen_loss.item()
+        return out
+
+    model_a, opts_a, loader_a = build(0)
+    hist_a = fit(model_a, loader_a, optimizer=opts_a, step_fn=step, epochs=3, progress=False)
+    ckpt = tmp_path / "gan.pt"
+    model_b, opts_b, loader_b = build(0)
+    fit(model_b, loader_b, optimizer=opts_b, step_fn=step, epochs=1, checkpoint_path=ckpt,
+        progress=False)
+    model_c, opts_c, loader_c = build(5)
+    hist_c = fit(model_c, loader_c, optimizer=opts_c, step_fn=step, epochs=3,
+                 checkpoint_path=ckpt, progress=False)
+    _assert_same_weights(model_a, model_c)
+    frame = hist_c.to_frame("step")
+    assert {"critic", "gen"} <= set(frame.columns)
+    assert frame["gen"].isna().sum() == len(frame) // 2  # generator skipped on odd steps
+    assert hist_a.to_frame()["critic"].tolist() == hist_c.to_frame()["critic"].tolist()
+
+
+def test_atomic_save_keeps_old_file_on_crash(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint({"format": train.CHECKPOINT_FORMAT, "value": torch.tensor([1.0])}, path)
+    before = path.read_bytes()
+
+    real_save = torch.save
+
+    def crashing_save(obj, f, *args, **kwargs):
+        f.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"format": train.CHECKPOINT_FORMAT, "value": torch.tensor([2.0])}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    assert torch.equal(load_checkpoint(path)["value"], torch.tensor([1.0]))
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    model, opt, loader = _setup()
+    ckpt = tmp_path / "w.pt"
+    fit(model, loader, loss_fn=nn.functional.mse_loss, optimizer=opt, epochs=1, device="cpu",
+        checkpoint_path=ckpt, progress=False, config={"lr": 1e-2})
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] == 1 and state["finished"]
+    assert state["config_hash"] == config_hash({"lr": 1e-2})
+    assert set(state["rng"]) >= {"python", "numpy", "torch", "loader"}
+    assert len(state["rng"]["loader"]) == 1
+    _assert_same_weights(model, _load_into_fresh(state))
+
+
+def _load_into_fresh(state) -> nn.Module:
+    fresh = _model()
+    fresh.load_state_dict(state["model"])
+    return fresh
+
+
+def test_not_a_checkpoint_raises_clear_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(bad)
+
+
+def test_load_or_train_skips_when_matching_and_retrains_on_mismatch(tmp_path, monkeypatch):
+    ckpt = tmp_path / "ae.pt"
+    config = {"model": "tiny", "lr": 1e-2}
+    model, opt, loader = _setup()
+    hist = load_or_train(model, loader, checkpoint_path=ckpt, config=config, epochs=2,
+                         optimizer=opt, loss_fn=nn.functional.mse_loss, progress=False)
+    assert hist.trained and len(hist.epochs) == 2
+
+    calls = []
+    real_fit = train.fit
+
+    def counting_fit(*args, **kwargs):
+        calls.append(kwargs)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train, "fit", counting_fit)
+
+    fresh, opt2, loader2 = _setup(seed=3)
+    hist2 = load_or_train(fresh, loader2, checkpoint_path=ckpt, config=config, epochs=2,
+                          optimizer=opt2, loss_fn=nn.functional.mse_loss, progress=False)
+    assert not hist2.trained and calls == []
+    _assert_same_weights(model, fresh)
+    assert hist2.to_frame()["loss"].tolist() == hist.to_frame()["loss"].tolist()
+
+    # Another configuration: never load the stale weights, retrain from scratch.
+    other, opt3, loader3 = _setup(seed=4)
+    hist3 = load_or_train(other, loader3, checkpoint_path=ckpt, config={**config, "lr": 1e-3},
+                          epochs=2, optimizer=opt3, loss_fn=nn.functional.mse_loss, progress=False)
+    assert hist3.trained and len(calls) == 1 and calls[0]["resume"] is False
+    assert len(hist3.epochs) == 2
+    assert load_checkpoint(ckpt)["config_hash"] == config_hash({**config, "lr": 1e-3, "epochs": 2})
+
+    # force_train: trains although the checkpoint matches.
+    again, opt4, loader4 = _setup(seed=5)
+    hist4 = load_or_train(again, loader4, checkpoint_path=ckpt, config={**config, "lr": 1e-3},
+                          epochs=2, optimizer=opt4, loss_fn=nn.functional.mse_loss,
+                          progress=False, force_train=True)
+    assert hist4.trained and len(calls) == 2 and len(hist4.epochs) == 2
+
+
+def test_config_hash_is_order_independent_and_sensitive():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_select_device():
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DeviceError, match="Unknown DEVICE"):
+        select_device("tpu")
+    assert issubclass(DeviceError, ValueError)
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
+            select_device("cuda")
+
+
+def test_select_device_cuda_without_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        select_device("cuda")
+    assert select_device("auto") == torch.device("cpu")
+
+
+def test_seed_everything_repeats_all_generators():
+    seed_everything(11)
+    first = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    seed_everything(11)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == first
+
+
+def test_fit_argument_errors():
+    model, opt, loader = _setup()
+    with pytest.raises(ValueError, match="loss_fn"):
+        fit(model, loader, optimizer=opt, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        fit(model, loader, loss_fn=nn.functional.mse_loss, optimizer=opt, epochs=1,
+            checkpoint_every=0, progress=False)
+
+
+def test_history_frame_and_early_stop():
+    model, opt, loader = _setup()
+    hist = fit(model, loader, loss_fn=nn.functional.mse_loss, optimizer=opt, epochs=5,
+               progress=False, on_epoch_end=lambda epoch, h: epoch == 1)
+    frame = hist.to_frame("epoch")
+    assert len(frame) == 2 and {"loss", "lr", "seconds"} <= set(frame.columns)
+    assert len(hist.to_frame("step")) == 2 * len(loader)
+    assert hist.train_seconds > 0
+
+
+def test_amp_on_cpu_warns_and_trains_in_float32():
+    model, opt, loader = _setup()
+    with pytest.warns(UserWarning, match="CUDA"):
+        hist = fit(model, loader, loss_fn=nn.functional.mse_loss, optimizer=opt, epochs=1,
+                   device="cpu", amp=True, progress=False)
+    assert np.isfinite(hist.to_frame()["loss"]).all()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
