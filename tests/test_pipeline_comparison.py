@@ -1,0 +1,193 @@
+"""Notebook 05: comparison tables from results files, and the classical baselines pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adlib import results
+from adlib.pipelines import baselines as B
+from adlib.pipelines import comparison as C
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _save(root: Path, notebook: str, method: str, dataset: str, category: str, synthetic: bool,
+          scores: np.ndarray, labels: np.ndarray, params: dict | None = None,
+          pixel_f1: float | None = None) -> Path:
+    defects = np.where(labels == 1, "crack", "good")
+    frame = pd.DataFrame({"path": [f"img{i}.png" for i in range(len(labels))], "label": labels,
+                          "defect": defects, "score": scores})
+    m = dict.fromkeys(results.METRIC_KEYS)
+    m.update(results.image_metrics_from_scores(frame))
+    thr = src = None
+    if pixel_f1 is not None:
+        m.update(pixel_f1=pixel_f1, pixel_precision=pixel_f1, pixel_recall=pixel_f1, pixel_auroc=0.8)
+        thr, src = 0.5, "normal-validation:max"
+    return results.save_results(root, notebook=notebook, method=method, dataset=dataset,
+                                category=category, synthetic=synthetic, profile="smoke", seed=0,
+                                metrics=m, scores=frame, threshold=thr, threshold_source=src,
+                                params=params or {})
+
+
+@pytest.fixture()
+def results_dir(tmp_path: Path) -> Path:
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    good = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])       # perfect ranking
+    bad = np.array([0.9, 0.2, 0.3, 0.1, 0.8, 0.4])        # poor ranking
+    _save(tmp_path, "01_hazelnut_autoencoder", "conv-ae-l2", "mvtec", "hazelnut", True, good, labels,
+          pixel_f1=0.4)
+    _save(tmp_path, "04_fanogan_vs_autoencoder", "f-anogan", "mvtec", "bottle", False, bad, labels)
+    _save(tmp_path, "02_unet_autoencoder_dagm_rsdd", "unet-ae", "dagm", "Class8", True, good, labels,
+          params={"image_threshold": 0.75, "image_threshold_source": "normal-validation:max",
+                  "oracle_pixel_f1": 0.6, "oracle_pixel_threshold": 0.3}, pixel_f1=0.2)
+    # not a results file: must be skipped, not fatal
+    (tmp_path / "02_unet_autoencoder_dagm_rsdd" / "checkpoints").mkdir()
+    (tmp_path / "02_unet_autoencoder_dagm_rsdd" / "checkpoints" / "meta.json").write_text("{}")
+    return tmp_path
+
+
+def test_load_comparison_finds_results_and_ignores_other_json(results_dir: Path) -> None:
+    c = C.load_comparison(results_dir)
+    assert len(c.frame) == 3
+    assert set(c.frame["notebook"]) == {"01_hazelnut_autoencoder", "04_fanogan_vs_autoencoder",
+                                        "02_unet_autoencoder_dagm_rsdd"}
+    assert c.frame.loc[c.frame["method"] == "unet-ae", "oracle_pixel_f1"].item() == 0.6
+    assert "01_hazelnut_autoencoder: 1 results file(s)" in c.summary()
+
+
+def test_empty_or_missing_results_dir(tmp_path: Path) -> None:
+    c = C.load_comparison(tmp_path / "nothing-here")
+    assert c.frame.empty and C.data_groups(c.frame) == []
+    assert "No results files" in c.summary()
+    assert C.threshold_table(c.frame).empty
+    assert C.roc_target(c.frame) is None
+
+
+def test_synthetic_and_real_are_separate_tables(results_dir: Path) -> None:
+    df = C.load_comparison(results_dir).frame
+    assert C.data_groups(df) == [("dagm", True), ("mvtec", False), ("mvtec", True)]
+    syn = C.comparison_table(df, "mvtec", True)
+    real = C.comparison_table(df, "mvtec", False)
+    ours_syn = syn[~syn["source"].str.startswith("PUBLISHED")]
+    ours_real = real[~real["source"].str.startswith("PUBLISHED")]
+    assert set(ours_syn["data"]) == {"synthetic stand-in"} and list(ours_syn["method"]) == ["conv-ae-l2"]
+    assert set(ours_real["data"]) == {"real"} and list(ours_real["method"]) == ["f-anogan"]
+    fragments, _ = C.dataset_fragments(df)
+    assert [f.name for f in fragments] == ["01_dagm_synthetic", "02_mvtec_real", "03_mvtec_synthetic"]
+    assert "SYNTHETIC" in fragments[2].caption and "not comparable" in fragments[2].caption
+
+
+def test_published_numbers_beside_ours_with_source(results_dir: Path) -> None:
+    df = C.load_comparison(results_dir).frame
+    table = C.comparison_table(df, "mvtec", False)       # ours: bottle only
+    pub = table[table["source"].str.startswith("PUBLISHED")]
+    assert set(pub["category"]) == {"bottle"}              # only the categories we ran
+    assert set(pub["data"]) == {"real (published)"}
+    assert pub["source"].str.contains("seed 001").all()
+    fanogan = pub[pub["method"] == "f-anogan"]
+    expected = [r["value"] for r in C.published.PUBLISHED
+                if r["category"] == "bottle" and r["method"] == "f-anogan" and r["metric"] == "image_auroc"]
+    assert fanogan["image_auroc"].tolist() == expected
+    dagm = C.comparison_table(df, "dagm", True)
+    assert "f1 (level unstated)" in dagm.columns           # seed 002 does not say pixel or image
+    per_defect = C.per_defect_table(df, "mvtec", "hazelnut", True)
+    assert per_defect.empty  # no per-defect numbers of ours -> no lonely published rows
+
+
+def test_threshold_table_honest_vs_oracle(results_dir: Path) -> None:
+    t = C.threshold_table(C.load_comparison(results_dir).frame).set_index("method")
+    # the image-level oracle is recomputed from the scores CSV for every method
+    assert t.loc["conv-ae-l2", "ORACLE image_f1 (test)"] == 1.0
+    assert t.loc["f-anogan", "ORACLE image_f1 (test)"] < 1.0
+    # honest image threshold only where stored: 0.75 keeps 2 of 3 defective, no false positive
+    assert t.loc["unet-ae", "image_f1 (validation thr.)"] == pytest.approx(0.8)
+    assert t.loc["unet-ae", "image gap"] == pytest.approx(0.2)
+    assert np.isnan(t.loc["conv-ae-l2", "image_f1 (validation thr.)"])
+    assert t.loc["conv-ae-l2", "image threshold source"] == "not reported"
+    assert t.loc["unet-ae", "pixel gap"] == pytest.approx(0.4)
+    assert np.isnan(t.loc["conv-ae-l2", "ORACLE pixel_f1 (test)"])
+
+
+def test_roc_recomputed_from_scores(results_dir: Path) -> None:
+    df = C.load_comparison(results_dir).frame
+    curves = C.roc_inputs(df, "mvtec", "hazelnut", True)
+    ((labels, scores),) = curves.values()
+    row = df[df["method"] == "conv-ae-l2"].iloc[0]
+    assert C.M.image_auroc(scores, labels) == pytest.approx(row["image_auroc"])
+    assert C.roc_target(df)[2] is False  # ties broken towards real data
+    fig = C.metric_heatmap(C.comparison_table(df, "mvtec", True))
+    assert fig.axes
+
+
+def test_write_fragments_replaces_stale_files(results_dir: Path) -> None:
+    folder = results_dir / C.FRAGMENT_DIR
+    folder.mkdir()
+    (folder / "old.html").write_text("stale")
+    fragments, _ = C.dataset_fragments(C.load_comparison(results_dir).frame)
+    paths = C.write_fragments(results_dir, fragments)
+    assert not (folder / "old.html").exists()
+    assert sorted(p.name for p in folder.glob("*.html")) == sorted(p.name for p in paths)
+    text = paths[0].read_text()
+    assert "<table" in text and "caption" in text
+
+    from adlib.report import comparison_fragments
+
+    assert comparison_fragments(results_dir) == sorted(paths)
+
+
+def test_baseline_params_validated_early() -> None:
+    with pytest.raises(B.BaselineError):
+        B.settings_for("smoke", image_size=4)
+    with pytest.raises(B.BaselineError):
+        B.resolve_targets(None, "mvtec", None, [["sem", "nanofibres"]])
+    assert B.resolve_targets("/data", "dagm", "Class8") == [("dagm", "Class8")]
+    assert B.resolve_targets(None, "mvtec", "x") == list(B.SYNTHETIC_TARGETS)
+
+
+def test_baselines_pipeline_on_tiny_synthetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADLIB_DATA", str(tmp_path / "data"))
+    settings = B.settings_for("smoke")
+    loaded = B.load_targets([("mvtec", "bottle")], None, settings)
+    runs = B.run_all(loaded, settings, profile="smoke", results_dir=tmp_path / "res")
+    assert [r.method for r in runs] == list(B.METHODS)
+    for run in runs:
+        rec = results.load_results(run.results_path)
+        assert rec["notebook"] == B.NOTEBOOK and rec["synthetic"] is True
+        assert rec["threshold_source"].startswith("normal-validation")
+        assert rec["params"]["image_threshold_source"].startswith("normal-validation")
+        assert "oracle_image_f1" in rec["params"]
+        assert set(rec["per_defect"]) == {s.defect for s in run.data.split.test if s.label}
+        assert run.maps.shape == (len(run.data.test), 32, 32)
+        # the validation images were held out of training
+        assert len(run.data.train) + len(run.data.val) == len(run.data.split.train)
+    c = C.load_comparison(tmp_path / "res")
+    assert set(c.frame["method"]) == set(B.METHODS)
+    assert len(C.threshold_table(c.frame)) == 2
+    fig = B.explorer(runs, ["mvtec", "bottle", "patch-pca"], static=True)
+    assert fig.axes
+    table = B.runs_table(runs)
+    assert list(table["method"]) == list(B.METHODS)
+
+
+def test_sweep_examples_parse() -> None:
+    from adlib import report
+
+    notebooks = report.discover_notebooks(REPO / "notebooks")
+    mvtec = REPO.parent / "shared" / "data" / "mvtec"
+    dev = report.load_params(REPO / "params" / "dev_kit.yaml")
+    if (REPO.parent / "shared" / "data").is_dir():
+        runs = report.plan_runs(notebooks, dev)
+        assert any(r.parameters.get("CATEGORY") == "Class8" for r in runs)
+    sweep = report.load_params(REPO / "params" / "mvtec_all_categories.yaml")
+    assert any(r.get("categories") == "auto" for r in sweep["runs"])
+    assert sweep["parameters"] == {}  # DATA_ROOT per run: notebooks 00 and 02 keep their defaults
+    if mvtec.is_dir():
+        for run in sweep["runs"]:
+            run["parameters"]["DATA_ROOT"] = str(mvtec)
+        runs = report.plan_runs(notebooks, sweep)
+        assert any(r.output_stem == "01_hazelnut_autoencoder-bottle" for r in runs)
+        assert all("DATA_ROOT" not in r.parameters for r in runs if r.source.name.startswith("02"))
