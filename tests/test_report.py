@@ -151,3 +151,20 @@ def test_cli_import_is_light_and_report_is_wired() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_relative_data_root_in_sweep_is_read_from_the_sweep_folder(tmp_path: Path) -> None:
+    from adlib.report import load_params
+
+    (tmp_path / "sweeps").mkdir()
+    sweep = tmp_path / "sweeps" / "s.yaml"
+    sweep.write_text(
+        "parameters: {DATA_ROOT: ../data}\n"
+        "runs:\n  - {notebook: '01', parameters: {DATA_ROOT: /abs/mvtec, CATEGORY: x}}\n"
+        "  - {notebook: '02', parameters: {DATA_ROOT: dagm}}\n",
+        encoding="utf-8",
+    )
+    params = load_params(sweep)
+    assert params["parameters"]["DATA_ROOT"] == str((tmp_path / "data").resolve())
+    assert params["runs"][0]["parameters"]["DATA_ROOT"] == "/abs/mvtec"
+    assert params["runs"][1]["parameters"]["DATA_ROOT"] == str((tmp_path / "sweeps" / "dagm").resolve())

@@ -179,7 +179,24 @@ def load_params(path: Path) -> dict[str, Any]:
                 f"Parameter file {path}: each run needs 'notebook' and may have 'name', "
                 f"'parameters', 'categories'; got {sorted(run)}."
             )
-    return {"parameters": dict(data.get("parameters") or {}), "runs": runs}
+    base = path.resolve().parent
+    shared = _resolve_paths(dict(data.get("parameters") or {}), base)
+    for run in runs:
+        run["parameters"] = _resolve_paths(dict(run.get("parameters") or {}), base)
+    return {"parameters": shared, "runs": runs}
+
+
+PATH_PARAMETERS = ("DATA_ROOT",)
+"""Parameters holding paths: relative values in a sweep file are read from the file's folder."""
+
+
+def _resolve_paths(parameters: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make relative path parameters absolute, relative to the sweep file's folder ``base``."""
+    for key in PATH_PARAMETERS:
+        value = parameters.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            parameters[key] = str((base / value).resolve())
+    return parameters
 
 
 def plan_runs(notebooks: list[Path], params: dict[str, Any] | None = None) -> list[NotebookRun]:
