@@ -91,11 +91,75 @@ def test_smoke_run_writes_results(dataset: str, smoke: dict, tmp_path: Path) -> 
     assert list(scores.columns) == ["path", "label", "defect", "score"]
     assert len(scores) == len(data.test)
     assert np.allclose(scores["score"], ev.scores)
-    # the pixel threshold is the largest validation-normal map value ("max" rule)
-    assert rec["threshold"] == pytest.approx(float(ev.val_maps.max()))
+    # the pixel threshold comes from the validation-normal maps with the chosen rule's quantile
+    assert rec["threshold"] == pytest.approx(
+        float(P.pixel_threshold(ev.val_maps, ev.rule.pixel_quantile)))
+    params = rec["params"]
+    for key in ("image_threshold", "image_threshold_source", "oracle_image_threshold",
+                "oracle_image_f1", "oracle_pixel_threshold", "oracle_pixel_f1", "region_f1",
+                "rule", "rule_source"):
+        assert key in params, key
+    if dataset == "dagm":  # the tiny DAGM stand-in has defective Train images: a tuning set
+        assert data.tune is not None and params["rule_source"].startswith("tuning set")
+        assert not ev.tuning.empty
+    else:
+        assert params["rule_source"].startswith("a-priori")
     assert (P.checkpoint_path(tmp_path, "unet-ae", data)).is_file()
-    sweep = P.sigma_sweep(ev, data, smoke, sigmas=(0.0, 2.0))
-    assert list(sweep["sigma"]) == [0.0, 2.0]
+    table = P.rule_table(ev, data, smoke)
+    assert len(table) == 6 and table["pixel_f1"].between(0, 1).all()
+
+
+def test_seg_map_dilates_peaks() -> None:
+    raw = np.zeros((1, 9, 9), np.float32)
+    raw[0, 4, 4] = 1.0
+    out = P.seg_map(raw, 3)
+    assert out[0, 3:6, 3:6].min() == 1.0 and out.sum() == 9.0  # the peak keeps its height
+    assert P.seg_map(raw, 0) is raw
+    blurred = P.seg_map(raw, 1, "gauss")
+    assert blurred[0, 4, 4] < 1.0 and blurred.sum() == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(P.PipelineError, match="kind"):
+        P.seg_map(raw, 3, "median")
+
+
+def test_two_stage_gating_matches_prediction() -> None:
+    rng = np.random.default_rng(0)
+    maps = rng.random((4, 6, 6)).astype(np.float32)
+    scores = np.array([0.1, 0.9, 0.2, 0.8])
+    pred = P.predict_masks(maps, 0.5, scores, 0.5)
+    assert not pred[[0, 2]].any() and pred[1].any()
+    gated = P.gate_maps(maps, 0.5, scores, 0.5)
+    assert np.array_equal(gated > 0.5, pred)
+    assert np.array_equal(P.predict_masks(maps, 0.5), maps > 0.5)
+
+
+def test_region_prf_counts_regions() -> None:
+    gt = np.zeros((2, 10, 10), bool)
+    gt[0, 1:4, 1:4] = True  # found
+    gt[0, 6:9, 6:9] = True  # missed
+    pred = np.zeros_like(gt)
+    pred[0, 2, 2] = True  # touches region 1: correct
+    pred[1, 5, 5] = True  # false region in a defect-free image
+    r = P.region_prf(pred, gt)
+    assert (r["n_gt_regions"], r["n_pred_regions"]) == (2, 2)
+    assert r["region_recall"] == pytest.approx(0.5)
+    assert r["region_precision"] == pytest.approx(0.5)
+    assert r["region_f1"] == pytest.approx(0.5)
+    assert P.region_prf(np.zeros_like(gt), gt)["region_f1"] == 0.0
+
+
+def test_choose_rule_uses_tuning_set_or_default(smoke: dict) -> None:
+    rng = np.random.default_rng(0)
+    val = rng.random((3, 16, 16)).astype(np.float32) * 0.1
+    tune = rng.random((2, 16, 16)).astype(np.float32) * 0.1
+    masks = np.zeros((2, 16, 16), bool)
+    masks[:, 6:11, 6:11] = True
+    tune[:, 8, 8] = 5.0  # one sharp peak in the middle of each labelled region
+    settings = {**smoke, "tune_seg_sizes": (0, 5), "tune_pixel_quantiles": (0.999,)}
+    rule, table, source = P.choose_rule(val, tune, masks, settings)
+    assert source.startswith("tuning set") and len(table) == 2 + 4
+    assert rule.seg_size == 5  # dilating the peak over the region beats the raw peak
+    rule, table, source = P.choose_rule(val, None, None, settings)
+    assert rule == P.Rule.from_settings(settings) and table.empty and source.startswith("a-priori")
 
 
 def test_dagm_holdout_disjoint_from_train(smoke: dict) -> None:

@@ -16,12 +16,20 @@ Choices the seed leaves open (documented in the notebook):
   pixel scale of the thin cracks that downscaling would blur away.
 * RSDDs: the seed's 200 x 160 patch protocol (:func:`adlib.data.rsdd.rsdd_patches`); validation
   patches come from held-out *training strips*, never from test strips.
-* Anomaly map: squared residual (seed Eq. 1). Image score = max of the map smoothed with
-  ``score_sigma`` (0 = unsmoothed in cpu/paper: on the real-data dev kit any smoothing blurred the
-  1-2 px crack peaks into the texture noise, see the notebook's sigma sweep); segmentation map
-  smoothed with ``map_sigma`` (the DAGM labels are coarse ellipses, tens of pixels wide).
-* Thresholds from defect-free validation data only (``threshold_method``, default ``"max"``:
-  no false positive on the validation normals); the test-set optimum is reported as ``oracle``.
+* Anomaly map: squared residual (seed Eq. 1). Image score = max of the residual smoothed with
+  ``score_sigma`` (0 = unsmoothed). Segmentation map = the residual dilated by a ``seg_size`` x
+  ``seg_size`` maximum filter (0 = the raw residual): a crack lights up only a 1-2 px line, the
+  DAGM labels are ellipses tens of pixels wide, and the dilation spreads the line's peaks over
+  that scale. Pixel threshold = ``pixel_quantile`` quantile of validation-normal map pixels
+  (1.0 = their maximum); image threshold from validation-normal scores (``threshold_method``).
+  ``two_stage``: pixels are marked only in images whose score passes the image threshold.
+* Choosing that rule without test data (:func:`choose_rule`): for DAGM, the defective ``Train``
+  images (``split.extra["train_defective"]``, never used for training and never test images) plus
+  the validation normals form a small labelled *tuning set*; the rule with the best tuning-set
+  pixel F1 (score sigma: best tuning-set image AUROC) is used on ``Test``. Without a tuning set
+  (RSDDs) the a-priori defaults in :data:`_RULE_DEFAULTS` are used.
+* Besides pixel F1: the labelled oracle (best pixel F1 on the test set) and a region-level F1
+  (:func:`region_prf`: a ground-truth region counts as found when the predicted mask touches it).
 """
 
 from __future__ import annotations
@@ -42,23 +50,36 @@ NOTEBOOK = "02_unet_autoencoder_dagm_rsdd"
 DATASETS: tuple[str, ...] = ("dagm", "rsdd")
 RSDD_CATEGORY = "type-I"
 
+_RULE_DEFAULTS: dict[str, Any] = {
+    "score_sigma": 0.0, "seg_size": 0, "pixel_quantile": 0.999, "two_stage": False,
+}
+"""A-priori decision rule, used where no labelled tuning set exists (RSDDs): the seed's plain
+thresholded residual (no filtering; the image score is its unsmoothed maximum), with the pixel
+threshold at the 0.999 quantile of validation-normal pixels (a 0.1 % false-positive rate on
+normals) and the image threshold at the largest validation-normal score (``threshold_method``)."""
+
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "epochs": 1, "image_size": 64, "crop": None, "base_channels": 4, "batch_size": 8,
-        "synthetic_size": "tiny", "val_fraction": 0.2, "score_sigma": 1.0, "map_sigma": 2.0,
-        "threshold_method": "max", "variants": ("unet-ae", "unet-ae-noskip"),
+        "synthetic_size": "tiny", "val_fraction": 0.2, "threshold_method": "max",
+        **_RULE_DEFAULTS, "tune": True, "tune_score_sigmas": (0.0, 1.0), "tune_seg_sizes": (0, 5),
+        "tune_pixel_quantiles": (0.999, 1.0), "variants": ("unet-ae", "unet-ae-noskip"),
         "rsdd_patch": (80, 80), "rsdd_stride": None, "max_train": 32,
     },
     "cpu": {
         "epochs": 15, "image_size": None, "crop": 128, "base_channels": 16, "batch_size": 8,
-        "synthetic_size": "default", "val_fraction": 0.1, "score_sigma": 0.0, "map_sigma": 6.0,
-        "threshold_method": "max", "variants": ("unet-ae", "unet-ae-deepskip", "unet-ae-noskip"),
+        "synthetic_size": "default", "val_fraction": 0.1, "threshold_method": "max",
+        **_RULE_DEFAULTS, "tune": True, "tune_score_sigmas": (0.0, 1.0, 2.0),
+        "tune_seg_sizes": (0, 11, 21, 31, 41), "tune_pixel_quantiles": (0.99, 0.999, 0.9999, 1.0),
+        "variants": ("unet-ae", "unet-ae-deepskip", "unet-ae-noskip"),
         "rsdd_patch": (200, 160), "rsdd_stride": None, "max_train": None,
     },
     "paper": {
         "epochs": 50, "image_size": None, "crop": None, "base_channels": 16, "batch_size": 8,
-        "synthetic_size": "default", "val_fraction": 0.1, "score_sigma": 0.0, "map_sigma": 6.0,
-        "threshold_method": "max", "variants": ("unet-ae", "unet-ae-deepskip", "unet-ae-noskip"),
+        "synthetic_size": "default", "val_fraction": 0.1, "threshold_method": "max",
+        **_RULE_DEFAULTS, "tune": True, "tune_score_sigmas": (0.0, 1.0, 2.0),
+        "tune_seg_sizes": (0, 11, 21, 31, 41), "tune_pixel_quantiles": (0.99, 0.999, 0.9999, 1.0),
+        "variants": ("unet-ae", "unet-ae-deepskip", "unet-ae-noskip"),
         "rsdd_patch": (200, 160), "rsdd_stride": None, "max_train": None,
     },
 }
@@ -82,6 +103,8 @@ class Data:
             ``test_defects`` and ``test_paths`` (M,) strings.
         unit: ``"image"`` or ``"patch"`` (what one test row is).
         summary: a line for the notebook.
+        tune, tune_masks: labelled defective images that are neither training nor test data
+            (DAGM: the defective ``Train`` images) for choosing the decision rule; None if none.
     """
 
     dataset: str
@@ -97,6 +120,8 @@ class Data:
     test_paths: list[str]
     unit: str = "image"
     summary: str = ""
+    tune: torch.Tensor | None = None
+    tune_masks: np.ndarray | None = None
 
     @property
     def channels(self) -> int:
@@ -108,7 +133,7 @@ class Data:
 class Evaluation:
     """Everything :func:`evaluate` measured for one trained model on one dataset."""
 
-    maps: np.ndarray  # (M, H, W) segmentation maps (map_sigma)
+    maps: np.ndarray  # (M, H, W) segmentation maps (seg_size)
     raw_maps: np.ndarray  # (M, H, W) unsmoothed squared residuals
     scores: np.ndarray  # (M,) image scores
     val_maps: np.ndarray
@@ -121,6 +146,10 @@ class Evaluation:
     image_prf: dict[str, float | None]
     oracle: dict[str, float | None]
     residual_contrast: float | None
+    rule: Any = None  # the Rule used (chosen by choose_rule)
+    rule_source: str = ""
+    tuning: pd.DataFrame | None = None  # every candidate rule scored on the tuning set
+    region: dict[str, Any] = field(default_factory=dict)  # region_prf of the prediction
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -191,9 +220,15 @@ def load_dagm(root: str | Path | None, category: str, settings: dict, seed: int 
     labels = test_ds.labels
     data = Data("dagm", category, synthetic, Path(root), train, val, test, labels, masks,
                 [s.defect for s in split.test], [str(s.path) for s in split.test])
+    tune_s = list(split.extra.get("train_defective", []))
+    if tune_s:
+        tune_ds = ImageDataset(tune_s, with_masks=True, **kw)
+        data.tune = tune_ds.images_uint8()
+        data.tune_masks = np.stack([tune_ds[i]["mask"][0].numpy() > 0.5 for i in range(len(tune_ds))])
     data.summary = (f"DAGM {category} ({'synthetic stand-in' if synthetic else root}): "
                     f"{len(train)} train / {len(val)} validation normals, {len(test)} test images "
-                    f"({int(labels.sum())} defective), {tuple(test.shape[-2:])} px")
+                    f"({int(labels.sum())} defective), {len(tune_s)} defective Train images as "
+                    f"tuning set, {tuple(test.shape[-2:])} px")
     return data
 
 
@@ -391,28 +426,215 @@ def residual_contrast(raw_maps: np.ndarray, masks: np.ndarray) -> float | None:
     return float(raw_maps[defect].mean()) / max(normal, 1e-12)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """How residuals become decisions (see the module docstring).
+
+    Attributes:
+        score_sigma: Gaussian sigma of the image-score map (0 = raw residual).
+        seg_size: maximum-filter window of the segmentation map (0 = raw residual).
+        pixel_quantile: pixel threshold = this quantile of validation-normal map pixels (1.0 = max).
+        two_stage: mark pixels only in images whose score passes the image threshold.
+        seg_filter: ``"max"`` (dilation, window ``seg_size``) or ``"gauss"`` (Gaussian smoothing
+            with sigma ``seg_size``, for comparison).
+    """
+
+    score_sigma: float = 0.0
+    seg_size: int = 0
+    pixel_quantile: float = 0.999
+    two_stage: bool = False
+    seg_filter: str = "max"
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> Rule:
+        """The profile's a-priori rule."""
+        return cls(float(settings["score_sigma"]), int(settings["seg_size"]),
+                   float(settings["pixel_quantile"]), bool(settings["two_stage"]))
+
+    def name(self) -> str:
+        """Short label, e.g. ``"max21 q0.999 2-stage"``."""
+        seg = f"{self.seg_filter}{self.seg_size}" if self.seg_size else "raw"
+        q = "max" if self.pixel_quantile >= 1.0 else f"q{self.pixel_quantile:g}"
+        return f"{seg} {q}{' 2-stage' if self.two_stage else ''}"
+
+
+def seg_map(raw: np.ndarray, size: int, kind: str = "max") -> np.ndarray:
+    """Segmentation map: (N, H, W) residuals dilated by a ``size`` x ``size`` maximum filter.
+
+    ``size`` 0 or 1 returns ``raw`` unchanged. A grey dilation keeps the height of the thin crack
+    peaks (a Gaussian would average them into the texture noise) and widens them to ``size``.
+    ``kind="gauss"`` smooths with a Gaussian of sigma ``size`` instead (for comparison).
+    """
+    from scipy.ndimage import maximum_filter
+
+    if kind not in ("max", "gauss"):
+        raise PipelineError(f"seg_map: kind={kind!r}; use 'max' or 'gauss'.")
+    if size <= 1 and kind == "max" or size <= 0:
+        return raw
+    if kind == "gauss":
+        return smooth(raw, float(size))
+    return np.stack([maximum_filter(m, size=(int(size), int(size)), mode="reflect") for m in raw])
+
+
+def score_of(raw: np.ndarray, sigma: float) -> np.ndarray:
+    """Image scores: maximum of the residual smoothed with ``sigma`` (0 = unsmoothed)."""
+    from adlib.maps import image_scores
+
+    return np.asarray(image_scores(smooth(raw, sigma), "max"), dtype=np.float64)
+
+
+def pixel_threshold(val_maps: np.ndarray, quantile: float) -> Any:
+    """Pixel threshold from validation-normal maps only (``quantile`` 1.0 = their maximum)."""
+    from adlib.thresholds import threshold_from_normal
+
+    if quantile >= 1.0:
+        return threshold_from_normal(val_maps, method="max")
+    return threshold_from_normal(val_maps, method="quantile", q=quantile)
+
+
+def predict_masks(maps: np.ndarray, pixel_t: float, scores: np.ndarray | None = None,
+                  image_t: float | None = None) -> np.ndarray:
+    """Boolean masks ``maps > pixel_t``; with ``scores``/``image_t`` (two-stage) only in images
+    whose score exceeds ``image_t``."""
+    pred = maps > float(pixel_t)
+    if scores is not None and image_t is not None:
+        pred &= (np.asarray(scores) > float(image_t))[:, None, None]
+    return pred
+
+
+def gate_maps(maps: np.ndarray, pixel_t: float, scores: np.ndarray, image_t: float) -> np.ndarray:
+    """Maps whose ``> pixel_t`` pixels are exactly the two-stage prediction (values of images that
+    fail the image threshold are capped at ``pixel_t``); lets the PRF metrics score a two-stage rule.
+    """
+    keep = (np.asarray(scores) > float(image_t))[:, None, None]
+    return np.where(keep, maps, np.minimum(maps, np.float32(pixel_t)))
+
+
+def region_prf(pred: np.ndarray, masks: np.ndarray) -> dict[str, float | int | None]:
+    """Region-level detection precision / recall / F1 (8-connected regions).
+
+    A ground-truth region (e.g. a DAGM ellipse) is *found* when at least one predicted pixel lies
+    in it; a predicted region is *correct* when it touches a ground-truth region. Recall = found /
+    ground-truth regions, precision = correct / predicted regions (over all images, defect-free
+    ones included). This is our reading of how a detection F1 near the seed's 0.96 could arise;
+    the seed does not define its F1.
+    """
+    from scipy.ndimage import label
+
+    eight = np.ones((3, 3), int)
+    n_gt = found = n_pred = correct = 0
+    for p, g in zip(np.asarray(pred, bool), np.asarray(masks, bool), strict=True):
+        lg, k = label(g, structure=eight)
+        n_gt += k
+        if k:
+            found += len(np.unique(lg[p & (lg > 0)]))
+        lp, k = label(p, structure=eight)
+        n_pred += k
+        if k:
+            correct += len(np.unique(lp[g & (lp > 0)]))
+    rec = found / n_gt if n_gt else None
+    prec = correct / n_pred if n_pred else None
+    f1 = (2 * prec * rec / (prec + rec) if prec is not None and rec is not None and prec + rec > 0
+          else (0.0 if n_gt else None))
+    return {"region_f1": f1, "region_precision": prec, "region_recall": rec,
+            "n_gt_regions": n_gt, "n_pred_regions": n_pred}
+
+
+def _rule_f1(rule: Rule, raw: np.ndarray, masks: np.ndarray, val_raw: np.ndarray,
+             settings: dict, cache: dict) -> tuple[float, float, float]:
+    """(pixel F1, pixel threshold, image threshold) of ``rule`` on labelled maps ``raw``/``masks``."""
+    from adlib import metrics as M
+    from adlib.thresholds import threshold_from_normal
+
+    key = (rule.seg_size, rule.seg_filter)
+    if key not in cache:
+        cache[key] = (seg_map(raw, *key), seg_map(val_raw, *key))
+    maps, vmaps = cache[key]
+    t_pix = float(pixel_threshold(vmaps, rule.pixel_quantile))
+    t_img = float(threshold_from_normal(score_of(val_raw, rule.score_sigma),
+                                        method=settings["threshold_method"]))
+    if rule.two_stage:
+        maps = gate_maps(maps, t_pix, score_of(raw, rule.score_sigma), t_img)
+    return float(M.pixel_prf(maps, masks, t_pix).f1), t_pix, t_img
+
+
+def choose_rule(val_raw: np.ndarray, tune_raw: np.ndarray | None, tune_masks: np.ndarray | None,
+                settings: dict) -> tuple[Rule, pd.DataFrame, str]:
+    """Pick the decision rule WITHOUT test data.
+
+    The tuning set is the validation normals (label 0, empty masks) plus ``tune_raw`` (residuals
+    of labelled defective images that are neither training nor test images). First the score
+    sigma with the best tuning-set image AUROC (ties: the smaller sigma), then the segmentation
+    window / pixel quantile / two-stage flag with the best tuning-set pixel F1 (ties: the first in
+    grid order). Thresholds always come from the validation normals.
+
+    Returns:
+        ``(rule, table of every candidate, source)``; with no tuning set (or ``settings["tune"]``
+        False) the a-priori :meth:`Rule.from_settings` and an empty table.
+    """
+    from adlib import metrics as M
+
+    default = Rule.from_settings(settings)
+    if not settings.get("tune") or tune_raw is None or tune_masks is None or not len(tune_raw):
+        return default, pd.DataFrame(), "a-priori default (no labelled tuning set)"
+    raw = np.concatenate([val_raw, tune_raw])
+    masks = np.concatenate([np.zeros(val_raw.shape, bool), np.asarray(tune_masks, bool)])
+    labels = np.r_[np.zeros(len(val_raw), int), np.ones(len(tune_raw), int)]
+    rows, best_auc, sigma = [], -1.0, float(settings["score_sigma"])
+    for s in settings["tune_score_sigmas"]:
+        auc = M.image_auroc(score_of(raw, s), labels)
+        rows.append({"step": "image score", "score_sigma": s, "tune_image_auroc": auc})
+        if auc is not None and auc > best_auc + 1e-9:
+            best_auc, sigma = auc, float(s)
+    cache: dict = {}
+    best, best_f1 = default, -1.0
+    for size in settings["tune_seg_sizes"]:
+        for q in settings["tune_pixel_quantiles"]:
+            for two in (False, True):
+                rule = Rule(sigma, int(size), float(q), two)
+                f1, t_pix, t_img = _rule_f1(rule, raw, masks, val_raw, settings, cache)
+                rows.append({"step": "segmentation", "score_sigma": sigma, "rule": rule.name(),
+                             "seg_size": int(size), "pixel_quantile": float(q), "two_stage": two,
+                             "tune_pixel_f1": f1})
+                if f1 > best_f1 + 1e-9:
+                    best, best_f1 = rule, f1
+        cache.clear()
+    src = (f"tuning set: {len(tune_raw)} labelled defective images outside train/test + "
+           f"{len(val_raw)} validation normals")
+    return best, pd.DataFrame(rows), src
+
+
 def evaluate(model: nn.Module, data: Data, settings: dict, device: torch.device,
              n_examples: int = 4, progress: bool = True) -> Evaluation:
     """Maps, image scores, validation thresholds, the GUIDE metrics, image F1 and the oracles.
 
-    Thresholds use the validation normals only (``settings["threshold_method"]``); the oracle
-    (best F1 on the test set) is computed for comparison and named ``oracle``.
+    The decision rule is chosen by :func:`choose_rule` (tuning set, never the test set); both
+    thresholds use the validation normals only. The oracle (best F1 on the test set) is computed
+    for comparison and named ``oracle``.
     """
     from adlib import metrics as M
-    from adlib.maps import image_scores
     from adlib.results import metrics_summary
     from adlib.thresholds import oracle_best_f1_threshold, threshold_from_normal
 
     raw = residual_maps(model, data.test, device, progress=progress)
     val_raw = residual_maps(model, data.val, device, progress=progress)
-    maps, val_maps = smooth(raw, settings["map_sigma"]), smooth(val_raw, settings["map_sigma"])
-    scores = image_scores(smooth(raw, settings["score_sigma"]), "max")
-    val_scores = image_scores(smooth(val_raw, settings["score_sigma"]), "max")
-    method = settings["threshold_method"]
-    pix_t = threshold_from_normal(val_maps, method=method)
-    img_t = threshold_from_normal(val_scores, method=method)
+    tune_raw = (residual_maps(model, data.tune, device, progress=progress)
+                if data.tune is not None and settings.get("tune") else None)
+    rule, tuning, rule_source = choose_rule(val_raw, tune_raw, data.tune_masks, settings)
+    maps = seg_map(raw, rule.seg_size, rule.seg_filter)
+    val_maps = seg_map(val_raw, rule.seg_size, rule.seg_filter)
+    scores, val_scores = score_of(raw, rule.score_sigma), score_of(val_raw, rule.score_sigma)
+    pix_t = pixel_threshold(val_maps, rule.pixel_quantile)
+    img_t = threshold_from_normal(val_scores, method=settings["threshold_method"])
     summary = metrics_summary(scores=scores, labels=data.test_labels, maps=maps,
                               masks=data.test_masks, threshold=pix_t, defects=data.test_defects)
+    pred_maps = maps
+    if rule.two_stage:
+        pred_maps = gate_maps(maps, float(pix_t), scores, float(img_t))
+        summary.update(M.pixel_prf(pred_maps, data.test_masks, float(pix_t)).as_dict("pixel_"))
+        summary["per_defect"] = M.per_defect_prf(pred_maps, data.test_masks, data.test_defects,
+                                                 float(pix_t))
+    region = region_prf(pred_maps > float(pix_t), data.test_masks)
     img = M.image_prf(scores, data.test_labels, float(img_t)).as_dict("image_")
     oracle: dict[str, float | None] = {}
     if data.test_labels.any():
@@ -430,31 +652,49 @@ def evaluate(model: nn.Module, data: Data, settings: dict, device: torch.device,
                       metrics=summary, pixel_threshold=pix_t, image_threshold=img_t,
                       image_prf=img, oracle=oracle,
                       residual_contrast=residual_contrast(raw, data.test_masks),
+                      rule=rule, rule_source=rule_source, tuning=tuning, region=region,
                       extra={"val_raw": val_raw})
 
 
-def sigma_sweep(ev: Evaluation, data: Data, settings: dict,
-                sigmas: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)) -> pd.DataFrame:
-    """How smoothing changes image AUROC and pixel F1 (analysis on the test set, not tuning).
+def rule_table(ev: Evaluation, data: Data, settings: dict,
+               rules: dict[str, Rule] | None = None) -> pd.DataFrame:
+    """Every decision rule side by side on the test set (analysis of the choice, not tuning).
 
-    Each row re-smooths the raw residuals with one sigma and re-derives both thresholds from the
-    validation normals exactly as :func:`evaluate` does (its ``ev.extra["val_raw"]``).
+    For each rule: thresholds from validation normals exactly as in :func:`evaluate`, the test
+    pixel F1, the region-level F1, the map's pixel AUROC and its labelled test-set oracle F1.
+    Default rules: the seed's raw residual with the max and the 0.999-quantile threshold, a
+    Gaussian-smoothed map (sigma 6, max: this notebook's earlier rule), the dilated map, the
+    two-stage version, and the chosen one.
     """
     from adlib import metrics as M
-    from adlib.maps import image_scores
-    from adlib.thresholds import threshold_from_normal
+    from adlib.thresholds import oracle_best_f1_threshold, threshold_from_normal
 
-    val_raw = ev.extra["val_raw"]
-    rows = []
-    for s in sigmas:
-        m, vm = smooth(ev.raw_maps, s), smooth(val_raw, s)
-        sc, vs = image_scores(m, "max"), image_scores(vm, "max")
-        t_pix = threshold_from_normal(vm, method=settings["threshold_method"])
-        t_img = threshold_from_normal(vs, method=settings["threshold_method"])
-        rows.append({"sigma": s, "image_auroc": M.image_auroc(sc, data.test_labels),
-                     "image_f1": M.image_prf(sc, data.test_labels, float(t_img)).f1,
-                     "pixel_auroc": M.pixel_auroc(m, data.test_masks, exact=False),
-                     "pixel_f1": M.pixel_prf(m, data.test_masks, float(t_pix)).f1})
+    if rules is None:
+        size = ev.rule.seg_size or max(settings["tune_seg_sizes"])
+        s = ev.rule.score_sigma
+        chosen = "a-priori default" if ev.tuning is None or ev.tuning.empty else \
+            "chosen on tuning set"
+        rules = {"seed: raw residual, max of validation": Rule(s, 0, 1.0, False),
+                 "raw residual, 0.999 quantile": Rule(s, 0, 0.999, False),
+                 "gaussian sigma 6, max (earlier rule)": Rule(s, 6, 1.0, False, "gauss"),
+                 f"dilated {size}, 0.999 quantile": Rule(s, size, 0.999, False),
+                 f"dilated {size}, 0.999 quantile, two-stage": Rule(s, size, 0.999, True),
+                 f"{chosen}: {ev.rule.name()}": ev.rule}
+    val_raw, rows = ev.extra["val_raw"], []
+    for label, r in rules.items():
+        m, vm = seg_map(ev.raw_maps, r.seg_size, r.seg_filter), seg_map(val_raw, r.seg_size, r.seg_filter)
+        sc, vs = score_of(ev.raw_maps, r.score_sigma), score_of(val_raw, r.score_sigma)
+        t_pix = float(pixel_threshold(vm, r.pixel_quantile))
+        t_img = float(threshold_from_normal(vs, method=settings["threshold_method"]))
+        pm = gate_maps(m, t_pix, sc, t_img) if r.two_stage else m
+        row = {"rule": label, **M.pixel_prf(pm, data.test_masks, t_pix).as_dict("pixel_"),
+               **{k: v for k, v in region_prf(pm > t_pix, data.test_masks).items()
+                  if k.startswith("region_")},
+               "pixel_auroc": M.pixel_auroc(m, data.test_masks, exact=False)}
+        if data.test_labels.any():
+            o = oracle_best_f1_threshold(m, data.test_masks)
+            row["oracle_pixel_f1"] = M.pixel_prf(m, data.test_masks, o.value).f1
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -485,7 +725,10 @@ def save(ev: Evaluation, data: Data, variant: str, settings: dict, history: Any,
         "variant": variant, "skips": list(VARIANTS[variant]["skips"]), "unit": data.unit,
         "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
         "image_threshold": float(ev.image_threshold), "image_threshold_source": ev.image_threshold.source,
-        **ev.image_prf, **ev.oracle,
+        **ev.image_prf, **ev.oracle, **ev.region,
+        "rule": ev.rule.name(), "rule_source": ev.rule_source,
+        "chosen_score_sigma": ev.rule.score_sigma, "chosen_seg_size": ev.rule.seg_size,
+        "chosen_pixel_quantile": ev.rule.pixel_quantile, "chosen_two_stage": ev.rule.two_stage,
         "residual_contrast": ev.residual_contrast,
         "eval_seconds": ev.extra.get("eval_seconds"),
         "trained_now": bool(getattr(history, "trained", True)),
@@ -493,7 +736,9 @@ def save(ev: Evaluation, data: Data, variant: str, settings: dict, history: Any,
     return save_results(
         results_dir, notebook=NOTEBOOK, method=variant, dataset=data.dataset,
         category=data.category, synthetic=data.synthetic, profile=profile, seed=seed,
-        metrics=ev.metrics, scores=scores, threshold=ev.pixel_threshold,
+        metrics=ev.metrics, scores=scores, threshold=float(ev.pixel_threshold),
+        threshold_source=ev.pixel_threshold.source + (
+            f"; two-stage (image {ev.image_threshold.source})" if ev.rule.two_stage else ""),
         train_seconds=float(getattr(history, "train_seconds", 0.0) or 0.0), params=params)
 
 
