@@ -132,3 +132,13 @@ def test_train_evaluate_save(data: P.Data, tmp_path: Path) -> None:
     for kind in again:
         for a, b in zip(again[kind].ae.parameters(), trained[kind].ae.parameters(), strict=True):
             assert torch.equal(a, b)
+
+
+def test_baseline_table_is_model_free_and_consistent(data: P.Data) -> None:
+    table = P.baseline_table(data)
+    assert list(table.index) == ["mean x^2 (raw)", "mean x (per-image normalised)",
+                                 "mean x^2 (per-image normalised)", "thickness (shape, no model)"]
+    assert table.loc["mean x^2 (raw)", "patch AUROC"] == pytest.approx(P.energy_auroc(data), abs=1e-3)
+    auc = table["patch AUROC"]
+    np.testing.assert_allclose(table["max(AUROC, 1 - AUROC)"], np.maximum(auc, 1 - auc), atol=1e-3)
+    assert table["max(AUROC, 1 - AUROC)"].between(0.5, 1.0).all()
