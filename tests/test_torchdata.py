@@ -127,3 +127,25 @@ def test_holdout_is_deterministic_and_disjoint(tmp_path):
     assert holdout(samples, 0.0) == (samples, [])
     with pytest.raises(ValueError):
         holdout(samples[:1], 0.5)
+
+
+def test_patch_batches_fetched_at_once_equal_item_by_item_collation() -> None:
+    """PatchDataset.__getitems__ (whole batch at once) gives exactly the collated single items."""
+    from torch.utils.data import default_collate
+
+    from adlib.data.torchdata import PatchDataset, make_loader
+
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (37, 8, 8), dtype=np.uint8)
+    labels = rng.integers(0, 2, 37)
+    masks = rng.random((37, 8, 8)) > 0.7
+    ds = PatchDataset(patches, labels, masks, with_masks=True)
+    loader = make_loader(ds, batch_size=10, shuffle=True, seed=3, num_workers=0)
+    batches = list(loader)
+    assert [len(b["image"]) for b in batches] == [10, 10, 10, 7]
+    for batch in batches:
+        expected = default_collate([ds[int(i)] for i in batch["index"]])
+        assert set(batch) == set(expected)
+        for key in expected:
+            assert batch[key].dtype == expected[key].dtype, key
+            assert torch.equal(batch[key], expected[key]), key

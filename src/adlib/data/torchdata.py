@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm.auto import tqdm
 
 from adlib.data.io import convert_channels, read_image
@@ -274,6 +274,33 @@ class PatchDataset(_AugmentedDataset):
         mask = self._masks[index] if self._masks is not None else None
         return self._images[index], mask, int(self._labels[index])
 
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[dict] | _Batch:
+        """A whole batch at once (no per-patch Python work) when there is no augmentation.
+
+        Gives exactly the batch that collating the single items would give (see
+        :func:`make_loader`'s collate function); with augmentation, items are built one by one.
+        """
+        if self.augment is not None:
+            return [self[k] for k in keys]
+        index = torch.tensor([int(k[0]) if isinstance(k, tuple) else int(k) for k in keys],
+                             dtype=torch.int64)
+        images = self._images[index].float().div_(255.0)
+        batch = _Batch(image=images, label=torch.from_numpy(self._labels[index.numpy()]),
+                       index=index)
+        if self.with_masks:
+            batch["mask"] = (self._masks[index].float() if self._masks is not None
+                             else torch.zeros((len(index), 1, *images.shape[-2:])))
+        return batch
+
+
+class _Batch(dict):
+    """A batch already assembled by a dataset's ``__getitems__`` (passed through by collate)."""
+
+
+def _collate(items: list | _Batch):
+    """Default collation, except for batches a dataset assembled itself."""
+    return dict(items) if isinstance(items, _Batch) else default_collate(items)
+
 
 class SeededSampler(Sampler):
     """Yields ``(index, augmentation seed)``; order and seeds come from one seeded generator.
@@ -351,6 +378,7 @@ def make_loader(
         dataset, batch_size=batch_size, sampler=sampler,
         num_workers=workers, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0, worker_init_fn=_worker_init if workers else None,
+        collate_fn=_collate,
     )
 
 
