@@ -14,6 +14,7 @@ import torch
 
 from adlib import metrics as MET
 from adlib.data.types import DataError
+from adlib.maps import image_scores
 from adlib.pipelines import hazelnut_ae as P
 from adlib.results import RESULT_KEYS
 
@@ -88,6 +89,19 @@ def test_evaluate_and_save_results(trained: P.Trained, data: P.Data, cfg: dict, 
     scores = pd.read_csv(path.with_name(path.stem + ".scores.csv"))
     assert list(scores.columns) == ["path", "label", "defect", "score"]
     assert len(scores) == len(data.test)
+    params = rec["params"]
+    for key in ("image_threshold", "image_threshold_source", "oracle_image_threshold", "oracle_image_f1",
+                "oracle_pixel_threshold", "oracle_pixel_f1"):
+        assert key in params, key
+    assert params["image_threshold_source"] == "normal-validation:quantile-0.95"
+    val_scores = image_scores(ev.val_maps, cfg["score"])
+    assert params["image_threshold"] == pytest.approx(float(np.quantile(val_scores, 0.95)))
+    assert params["oracle_pixel_threshold"] == pytest.approx(ev.oracle.value)
+    assert params["oracle_pixel_f1"] == pytest.approx(MET.pixel_prf(ev.maps, ev.masks, ev.oracle.value).f1)
+    # the oracle is the best image F1 on the test set: no threshold does better, the honest one included
+    best = params["oracle_image_f1"]
+    assert 0 < best <= 1 and MET.image_prf(ev.scores, ev.labels, params["image_threshold"]).f1 <= best + 1e-9
+    assert MET.image_prf(ev.scores, ev.labels, params["oracle_image_threshold"]).f1 == pytest.approx(best)
     table = P.per_defect_table(ev)
     assert table["source"].str.contains("ORACLE").any()
     assert table["source"].str.contains("seed 000").any()
@@ -139,6 +153,8 @@ def test_missing_masks_give_none_pixel_metrics(tiny_root: Path, cfg: dict, tmp_p
     path = P.save(ev, tr, data, cfg, results_dir=tmp_path, profile="smoke", seed=0)
     rec = json.loads(path.read_text())
     assert rec["threshold"] is None and rec["image_auroc"] is not None
+    assert rec["params"]["oracle_pixel_threshold"] is None and rec["params"]["oracle_pixel_f1"] is None
+    assert rec["params"]["image_threshold"] is not None and rec["params"]["oracle_image_f1"] is not None
     with pytest.raises(P.PipelineError, match="masks"):
         P.threshold_study(ev)
 
@@ -168,6 +184,8 @@ def test_smoke_notebook_writes_both_results(tmp_path: Path, monkeypatch: pytest.
         assert set(rec) == set(RESULT_KEYS)
         assert rec["profile"] == "smoke" and rec["synthetic"] is True
         assert rec["threshold_source"].startswith("normal-validation")
+        assert rec["params"]["image_threshold_source"].startswith("normal-validation")
+        assert rec["params"]["oracle_pixel_f1"] is not None
         scores = pd.read_csv(path.with_name(path.stem + ".scores.csv"))
         assert list(scores.columns) == ["path", "label", "defect", "score"] and len(scores) > 0
 

@@ -314,3 +314,79 @@ def test_sem_beads_have_fibre_brightness():
         bright = x > np.quantile(x[~mask], 0.8)  # fibre-bright pixels outside the defects
         ratios.append(np.percentile(x[mask], 95) / np.percentile(x[~mask & bright], 95))
     assert ratios and max(ratios) < 1.25, f"defect highlights brighter than fibre highlights: {ratios}"
+
+
+# ----------------------------------------------------------------------------- MVTec-like: image level
+def _mvtec_images(category: str, split: str, defect: str, n: int, size: int = 64) -> np.ndarray:
+    from adlib.data.synthetic.mvtec_like import _rng
+
+    return np.stack([render_mvtec_like(category, size, _rng(5, category, split, defect, i), defect)[0]
+                     for i in range(n)]).astype(np.float32) / 255.0
+
+
+def _global_stats(images: np.ndarray) -> dict[str, np.ndarray]:
+    gray = images.mean(-1)
+    return {"mean": images.mean((1, 2, 3)), "std": images.std((1, 2, 3)),
+            "bright area": (gray > 0.15).mean((1, 2)), "red share": images[..., 0].mean((1, 2)) / (images.mean((1, 2, 3)) * 3 + 1e-6)}
+
+
+@pytest.mark.parametrize("category", sorted(CATEGORIES))
+def test_mvtec_good_test_images_match_train_distribution(category):
+    train = _global_stats(_mvtec_images(category, "train", "good", 40))
+    good = _global_stats(_mvtec_images(category, "test", "good", 40))
+    for name in train:
+        a, b = train[name], good[name]
+        se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)) + 1e-9
+        assert abs(a.mean() - b.mean()) < 3.5 * se, f"{category}: {name} of test/good differs from train"
+        assert 0.5 < (b.std() + 1e-6) / (a.std() + 1e-6) < 2.0, f"{category}: {name} spread differs"
+
+
+@pytest.mark.parametrize("category", sorted(CATEGORIES))
+def test_mvtec_defects_are_local_changes_of_a_normal_image(category):
+    size = 64
+    for k, defect in enumerate(CATEGORIES[category].defects):
+        for i in range(3):
+            clean, _ = render_mvtec_like(category, size, np.random.default_rng([13, k, i]), "good")
+            image, mask = render_mvtec_like(category, size, np.random.default_rng([13, k, i]), defect)
+            changed = np.abs(image.astype(int) - clean.astype(int)).max(-1) > 2
+            near = ndimage.binary_dilation(mask, iterations=3)
+            assert changed.any() and not (changed & ~near).any(), f"{category}/{defect}: change outside the defect"
+
+
+@pytest.mark.parametrize("category", sorted(CATEGORIES))
+def test_mvtec_naive_image_score_ranks_defective_images_higher(category):
+    """Image AUROC of max(smoothed per-pixel z-score vs the train mean/std) beats chance.
+
+    With a normal image drawn from another distribution than the training images (or defects
+    that shrink or darken the whole object) this score would rank good test images HIGHER.
+    """
+    train = _mvtec_images(category, "train", "good", 40)
+    mean, std = train.mean(0), train.std(0) + 0.02
+    labels, scores = [], []
+    for defect in ["good", *CATEGORIES[category].defects]:
+        for image in _mvtec_images(category, "test", defect, 30 if defect == "good" else 10):
+            z = (np.abs(image - mean) / std).mean(-1)
+            scores.append(ndimage.gaussian_filter(z, 1.0).max())
+            labels.append(defect != "good")
+    auroc = roc_auc_score(labels, scores)
+    assert auroc > 0.5, f"{category}: naive image AUROC {auroc:.3f}: good test images look more unusual"
+
+
+def test_hazelnut_defects_raise_the_naive_image_score():
+    """Each hazelnut defect type raises max(smoothed z-score) above its own clean image in most
+    cases: the image score is not left to the nut's pose (tip and outline) alone."""
+    train = _mvtec_images("hazelnut", "train", "good", 40)
+    mean, std = train.mean(0), train.std(0) + 0.02
+
+    def score(image: np.ndarray) -> float:
+        return float(ndimage.gaussian_filter((np.abs(image - mean) / std).mean(-1), 1.0).max())
+
+    share = {}
+    for k, defect in enumerate(CATEGORIES["hazelnut"].defects):
+        raised = []
+        for i in range(20):
+            clean, _ = render_mvtec_like("hazelnut", 64, np.random.default_rng([14, k, i]), "good")
+            image, _ = render_mvtec_like("hazelnut", 64, np.random.default_rng([14, k, i]), defect)
+            raised.append(score(image / 255.0) > score(clean / 255.0) + 1e-6)
+        share[defect] = float(np.mean(raised))
+    assert min(share.values()) >= 0.4 and np.mean(list(share.values())) >= 0.5, f"share raised: {share}"

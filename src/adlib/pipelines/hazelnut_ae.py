@@ -56,19 +56,19 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "epochs": 1, "image_size": 64, "latent_dim": 500, "batch_size": 8, "lr": 1e-3,
         "augment_factor": 2, "augment": "auto", "noise_std": 0.02, "val_fraction": 0.25, "synthetic_size": "tiny",
-        "threshold_q": 0.999, "score": "max", "latent_sizes": [50, 500], "latent_epochs": 1,
+        "threshold_q": 0.999, "image_threshold_q": 0.95, "score": "max", "latent_sizes": [50, 500], "latent_epochs": 1,
         "monitor_every": 1,
     },
     "cpu": {
         "epochs": 20, "image_size": 64, "latent_dim": 500, "batch_size": 16, "lr": 1e-3,
         "augment_factor": 5, "augment": "auto", "noise_std": 0.02, "val_fraction": 0.1, "synthetic_size": "default",
-        "threshold_q": 0.999, "score": "max", "latent_sizes": [50, 100, 500, 1000],
+        "threshold_q": 0.999, "image_threshold_q": 0.95, "score": "max", "latent_sizes": [50, 100, 500, 1000],
         "latent_epochs": 5, "monitor_every": 4,
     },
     "paper": {
         "epochs": 1000, "image_size": 256, "latent_dim": 500, "batch_size": 32, "lr": 1e-3,
         "augment_factor": 5, "augment": "auto", "noise_std": 0.02, "val_fraction": 0.1, "synthetic_size": "default",
-        "threshold_q": 0.999, "score": "max", "latent_sizes": [50, 100, 500, 1000],
+        "threshold_q": 0.999, "image_threshold_q": 0.95, "score": "max", "latent_sizes": [50, 100, 500, 1000],
         "latent_epochs": 100, "monitor_every": 10,
     },
 }
@@ -283,6 +283,34 @@ def validation_threshold(val_maps: np.ndarray, q: float) -> T.Threshold:
     return T.threshold_from_normal(val_maps, method="quantile", q=q)
 
 
+def image_threshold(val_scores: np.ndarray, q: float) -> T.Threshold:
+    """Image-score threshold: the ``q``-quantile of the defect-free validation images' scores
+    (linear interpolation; with about 12 validation images, 0.95 lies between the two largest)."""
+    return T.threshold_from_normal(np.asarray(val_scores, dtype=np.float64), method="quantile", q=q)
+
+
+def threshold_params(ev: Evaluation) -> dict[str, Any]:
+    """Honest and ORACLE thresholds for the results ``params`` (None where not computable).
+
+    Keys: ``image_threshold``/``image_threshold_source`` (defect-free validation scores),
+    ``oracle_image_threshold``/``oracle_image_f1`` (best image F1 on the test set) and
+    ``oracle_pixel_threshold``/``oracle_pixel_f1`` (best pixel F1 on the test masks).
+    """
+    out: dict[str, Any] = {
+        "image_threshold": ev.image_threshold.value if ev.image_threshold is not None else None,
+        "image_threshold_source": ev.image_threshold.source if ev.image_threshold is not None else None,
+        "oracle_image_threshold": None, "oracle_image_f1": None,
+        "oracle_pixel_threshold": None, "oracle_pixel_f1": None,
+    }
+    if ev.oracle_image is not None:
+        out["oracle_image_threshold"] = ev.oracle_image.value
+        out["oracle_image_f1"] = MET.image_prf(ev.scores, ev.labels, ev.oracle_image.value).f1
+    if ev.oracle is not None:
+        out["oracle_pixel_threshold"] = ev.oracle.value
+        out["oracle_pixel_f1"] = ev.oracle_per_defect["all"]["pixel_f1"]
+    return out
+
+
 @dataclass
 class Monitor:
     """Seed Figs. 6-7: per-defect F1 on the TEST set during training, for monitoring only.
@@ -419,6 +447,10 @@ class Evaluation:
     metrics: dict[str, Any]
     oracle_per_defect: dict[str, dict[str, float | None]]
     paths: list[str]
+    image_threshold: T.Threshold | None = None
+    """Image-score threshold from the defect-free validation images (see :func:`image_threshold`)."""
+    oracle_image: T.Threshold | None = None
+    """ORACLE: best-F1 image threshold on the test set (None without both classes)."""
 
     def scores_frame(self) -> pd.DataFrame:
         """One row per test image: ``path, label, defect, score`` (GUIDE section 2)."""
@@ -443,6 +475,9 @@ def evaluate(
     defects = data.test_defects
     masks = data.test_masks()
     tau = validation_threshold(val_maps, cfg["threshold_q"])
+    img_tau = image_threshold(M.image_scores(val_maps, cfg["score"]), cfg["image_threshold_q"])
+    oracle_img = (T.oracle_best_f1_threshold(scores, labels)
+                  if len(set(np.asarray(labels).tolist())) == 2 else None)
     summary = R.metrics_summary(scores=scores, labels=labels, maps=maps, masks=masks,
                                 threshold=tau if masks is not None else None, defects=defects)
     oracle, oracle_per = None, {}
@@ -454,6 +489,7 @@ def evaluate(
         method=METHODS[loss], loss=loss, x=x, recon=recon, maps=maps, val_maps=val_maps,
         scores=scores, labels=labels, defects=defects, masks=masks, threshold=tau, oracle=oracle,
         metrics=summary, oracle_per_defect=oracle_per, paths=[str(s.path) for s in data.test.samples],
+        image_threshold=img_tau, oracle_image=oracle_img,
     )
 
 
@@ -605,7 +641,8 @@ def save(
         category=data.split.category, synthetic=data.synthetic, profile=profile, seed=seed,
         metrics=ev.metrics, scores=ev.scores_frame(),
         threshold=ev.threshold if has_pixel else None,  # a Threshold carries its source
-        train_seconds=trained.train_seconds, params=params(cfg, trained, data),
+        train_seconds=trained.train_seconds,
+        params={**params(cfg, trained, data), "image_threshold_q": cfg["image_threshold_q"], **threshold_params(ev)},
     )
 
 
@@ -619,6 +656,10 @@ def comparison_table(
         m["threshold (display scale)"] = float(from_map_scale(ev.threshold.value, ev.loss))
         if ev.oracle is not None:
             m["ORACLE pixel_f1 (test)"] = ev.oracle_per_defect["all"]["pixel_f1"]
+        if ev.image_threshold is not None:
+            m["image_f1 @ validation"] = MET.image_prf(ev.scores, ev.labels, ev.image_threshold.value).f1
+        if ev.oracle_image is not None:
+            m["ORACLE image_f1 (test)"] = MET.image_prf(ev.scores, ev.labels, ev.oracle_image.value).f1
         rows[ev.method] = m
     for name, vals in (baselines or {}).items():
         rows[name] = dict(vals)

@@ -37,7 +37,7 @@ __all__ = [
     "synthetic_params",
 ]
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 """Bump when a generator changes its output: cached data sets are then regenerated."""
 
 KINDS: tuple[str, ...] = ("mvtec", "dagm", "rsdd", "sem")
@@ -49,7 +49,7 @@ _MVTEC_PER_DEFECT = {"hazelnut": 8, "bottle": 10, "carpet": 6}
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "mvtec": {
         "tiny": {"n_train": 8, "n_test_per_defect": 2, "n_test_good": 3, "size": 96},
-        "default": {"n_train": 120, "n_test_per_defect": None, "n_test_good": 10, "size": 256},
+        "default": {"n_train": 120, "n_test_per_defect": None, "n_test_good": 24, "size": 256},
     },
     "dagm": {
         "tiny": {"n_train_normal": 8, "n_train_defective": 2, "n_test_normal": 4,
