@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from adlib import metrics
 from adlib.data.types import DataError
 from adlib.pipelines import fanogan_vs_ae as pipe
 
@@ -85,6 +86,20 @@ def test_smoke_run_writes_guide_results(smoke_run: tuple[pipe.CategoryRun, Path]
         scores = pd.read_csv(path.with_name(path.stem + ".scores.csv"))
         assert list(scores.columns) == ["path", "label", "defect", "score"]
         assert len(scores) == len(run.split.test) and set(scores["label"]) == {0, 1}
+        # honest and oracle thresholds for notebook 05, under the names it reads
+        params = rec["params"]
+        res = run.ae if method == pipe.AE_METHOD else run.fanogan
+        assert params["image_threshold"] == pytest.approx(res.image_threshold.value)
+        assert params["image_threshold_source"].startswith("normal-validation")
+        assert params["oracle_image_threshold"] == pytest.approx(res.image_oracle.value)
+        labels = scores["label"].to_numpy()
+        f1 = metrics.image_prf(scores["score"].to_numpy(), labels, params["oracle_image_threshold"]).f1
+        assert params["oracle_image_f1"] == pytest.approx(f1) and 0.0 < f1 <= 1.0
+        best_f1 = max(metrics.image_prf(scores["score"].to_numpy(), labels, t).f1
+                      for t in scores["score"])  # no test-score threshold beats the oracle
+        assert params["oracle_image_f1"] >= best_f1 - 1e-9
+        assert 0.0 < params["oracle_pixel_f1"] <= 1.0  # synthetic data has masks
+        assert isinstance(params["oracle_pixel_threshold"], float)
 
 
 def test_smoke_run_gan_schedule_and_snapshots(smoke_run: tuple[pipe.CategoryRun, Path]) -> None:
@@ -111,8 +126,26 @@ def test_finished_checkpoints_are_reloaded(smoke_run: tuple[pipe.CategoryRun, Pa
                               results_dir=out)
     assert not again.ae_history.trained
     assert not again.gan.gan_history.trained and not again.gan.encoder_history.trained
-    for a, b in zip(run.gan.generator.parameters(), again.gan.generator.parameters(), strict=True):
-        assert torch.equal(a.cpu(), b.cpu())
+    # weights and BatchNorm statistics (adapted during encoder training, kept in encoder.pt)
+    first, second = run.gan.generator.state_dict(), again.gan.generator.state_dict()
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        assert torch.equal(value.cpu(), second[key].cpu()), key
+
+
+def test_encoder_gen_bn_modes(smoke_run: tuple[pipe.CategoryRun, Path]) -> None:
+    """'batch' adapts only the generator's BatchNorm statistics; its weights stay those of step 1."""
+    run, out = smoke_run
+    ckpt = out / pipe.NOTEBOOK / "checkpoints" / "mvtec-synthetic-bottle" / "gan.pt"
+    gan_state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    gen_state = run.gan.generator.state_dict()
+    means = [k for k in gen_state if k.endswith("running_mean")]
+    assert means and any(not torch.equal(gen_state[k].cpu(), gan_state[f"generator.{k}"]) for k in means)
+    for key, value in gen_state.items():
+        if "running" not in key and "num_batches" not in key:
+            assert torch.equal(value.cpu(), gan_state[f"generator.{key}"]), key
+    with pytest.raises(pipe.ConfigError, match="encoder_gen_bn"):
+        pipe.settings_for("smoke", encoder_gen_bn="sometimes")
 
 
 @pytest.mark.realdata
@@ -131,3 +164,4 @@ def test_real_bottle_without_masks_gives_null_pixel_metrics(tmp_path: Path) -> N
         assert rec["synthetic"] is False
         assert rec["image_auroc"] is not None
         assert rec["pixel_auroc"] is None and rec["aupro"] is None and rec["pixel_f1"] is None
+        assert "oracle_image_f1" in rec["params"] and "oracle_pixel_f1" not in rec["params"]
