@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from adlib.data.types import DataError
 
@@ -41,11 +41,17 @@ def _unreadable(path: Path, err: Exception) -> DataError:
     )
 
 
-def _decode_raw(path: Path) -> np.ndarray:
-    """Decode a file to a numpy array in its stored dtype (2D, or HxWxC)."""
+def _existing_file(path: str | Path) -> Path:
+    """``path`` as a Path; raises DataError naming it when it is not a file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Image file not found: {path}. Fix: check the dataset folder.")
+    return path
+
+
+def _decode_raw(path: Path) -> np.ndarray:
+    """Decode a file to a numpy array in its stored dtype (2D, or HxWxC)."""
+    path = _existing_file(path)
     try:
         if path.suffix.lower() in _TIFF:
             import tifffile
@@ -64,8 +70,6 @@ def _decode_raw(path: Path) -> np.ndarray:
             return _pil_to_array(im)
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise _unreadable(path, err) from err
     except Exception as err:  # noqa: BLE001 - any decoder failure is a data problem
         raise _unreadable(path, err) from err
 
@@ -211,9 +215,7 @@ def probe_image(path: str | Path) -> tuple[int, int, int]:
     Raises:
         DataError: the file is missing or not a readable image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Image file not found: {path}. Fix: check the dataset folder.")
+    path = _existing_file(path)
     try:
         if path.suffix.lower() in _TIFF:
             import tifffile
