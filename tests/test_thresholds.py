@@ -13,8 +13,10 @@ from adlib import metrics as M
 from adlib.thresholds import (
     Threshold,
     ThresholdError,
+    largest_region,
     oracle_best_f1_threshold,
     threshold_from_normal,
+    threshold_from_normal_regions,
 )
 
 
@@ -108,3 +110,50 @@ def test_oracle_is_labelled_and_optimal():
         M.image_prf(scores, labels, c).f1 for c in [*scores, -1.0]))
     with pytest.raises(ThresholdError):
         oracle_best_f1_threshold(scores, np.zeros(6, int))
+
+
+def _brute_region_threshold(maps: np.ndarray, min_area: int) -> float:
+    """Reference: scan every distinct value from the bottom and stop at the first that passes."""
+    for t in np.unique(maps):
+        if all(largest_region(m > t) < min_area for m in maps):
+            return float(t)
+    raise AssertionError("unreachable: the maximum always passes")
+
+
+def test_largest_region_counts_8_connected_pixels():
+    img = np.zeros((6, 6), bool)
+    img[0, 0] = img[1, 1] = img[2, 2] = True  # diagonal: one 8-connected region of 3
+    img[5, 5] = True
+    assert largest_region(img) == 3
+    assert largest_region(np.zeros((4, 4), bool)) == 0
+
+
+def test_region_threshold_matches_brute_force_and_ignores_speckle():
+    rng = np.random.default_rng(0)
+    maps = 0.1 * rng.random((3, 24, 24))
+    maps[1, 5:9, 5:9] = 0.5 + 0.5 * rng.random((4, 4))  # one 16-pixel blob on a normal image
+    for min_area in (1, 4, 10, 17, 30):
+        t = threshold_from_normal_regions(maps, min_area=min_area)
+        assert t.value == pytest.approx(_brute_region_threshold(maps, min_area))
+        assert t.source == f"normal-validation:region-{min_area}px"
+        assert not t.is_oracle
+        assert all(largest_region(m > t.value) < min_area for m in maps)
+    # min_area=1 is the max rule; a blob of 16 must be cut below 17 px, but 17 lets it through
+    assert threshold_from_normal_regions(maps, min_area=1).value == pytest.approx(maps.max())
+    blob = maps[1, 5:9, 5:9]
+    assert threshold_from_normal_regions(maps, min_area=17).value < 0.1 < blob.min()
+    assert threshold_from_normal_regions(maps, min_area=16).value >= blob.min()
+    # speckle: isolated single bright pixels never block a region rule with min_area >= 2
+    speck = np.zeros((2, 16, 16))
+    speck[0, ::4, ::4] = 1.0
+    assert threshold_from_normal_regions(speck, min_area=2).value < 1.0
+    assert threshold_from_normal(speck, method="max").value == 1.0
+
+
+def test_region_threshold_refuses_masks_and_bad_shapes():
+    with pytest.raises(ThresholdError):
+        threshold_from_normal_regions(np.zeros((2, 8, 8), bool), min_area=4)
+    with pytest.raises(ThresholdError, match="min_area"):
+        threshold_from_normal_regions(np.zeros((2, 8, 8)), min_area=0)
+    with pytest.raises(ThresholdError, match="N, H, W"):
+        threshold_from_normal_regions(np.zeros(8), min_area=2)
