@@ -118,3 +118,26 @@ def test_image_scores():
     assert AM.image_scores(m, "topk_mean", k=0.05)[0] == pytest.approx(3.0)
     with pytest.raises(AM.MapError):
         AM.image_scores(m, "median")
+
+
+def test_separable_ssim_equals_the_2d_window_definition():
+    """The fast separable SSIM gives what a direct 2-D Gaussian window gives (reference below)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 3, 20, 24), torch.rand(2, 3, 20, 24)
+    k, sigma = 11, 1.5
+    coords = torch.arange(k, dtype=torch.float32) - k // 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    w = (g[:, None] * g[None, :] / g.sum() ** 2).expand(3, 1, k, k)
+
+    def filt(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(t, (5, 5, 5, 5), mode="reflect"), w, groups=3)
+
+    mx, my = filt(x), filt(y)
+    sxx, syy, sxy = filt(x * x) - mx**2, filt(y * y) - my**2, filt(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    ref = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    got = AM.ssim_map(x, y)
+    assert got.shape == ref.shape
+    assert torch.allclose(got, ref, atol=1e-4)

@@ -66,8 +66,8 @@ def _to_tensor(a: ArrayLike, name: str) -> torch.Tensor:
     return t
 
 
-def _window(window_size: int, window: str, sigma: float, device: torch.device) -> torch.Tensor:
-    """A normalised 2-D window (1, 1, k, k)."""
+def _window_1d(window_size: int, window: str, sigma: float, device: torch.device) -> torch.Tensor:
+    """A normalised 1-D window (k,); the 2-D window is its outer product with itself."""
     if window_size < 1 or window_size % 2 == 0:
         raise MapError(f"adlib.maps: window_size must be odd and >= 1, got {window_size}.")
     if window == "gaussian":
@@ -77,18 +77,19 @@ def _window(window_size: int, window: str, sigma: float, device: torch.device) -
         g = torch.ones(window_size, dtype=torch.float32, device=device)
     else:
         raise MapError(f"adlib.maps: window must be 'gaussian' or 'uniform', got {window!r}.")
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return g / g.sum()
 
 
-def _filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Depthwise 'same' filtering of (N, C, H, W) with a (1, 1, k, k) kernel, reflect padding."""
-    c = x.shape[1]
-    pad = kernel.shape[-1] // 2
+def _filter_separable(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Depthwise 'same' filtering of (N, C, H, W) with the 2-D window ``outer(g, g)`` (reflect
+    padding), as two 1-D passes: k + k taps per pixel instead of k * k."""
+    c, k = x.shape[1], g.numel()
+    pad = k // 2
     if pad:
         mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"
         x = F.pad(x, (pad, pad, pad, pad), mode=mode)
-    return F.conv2d(x, kernel.expand(c, 1, -1, -1), groups=c)
+    x = F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    return F.conv2d(x, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
 
 
 def ssim_map(
@@ -116,12 +117,15 @@ def ssim_map(
     """
     if x.shape != y.shape:
         raise MapError(f"adlib.maps: SSIM needs equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}.")
-    kernel = _window(window_size, window, sigma, x.device).to(x.dtype)
+    g = _window_1d(window_size, window, sigma, x.device).to(x.dtype)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    mu_x, mu_y = _filter(x, kernel), _filter(y, kernel)
-    sxx = _filter(x * x, kernel) - mu_x**2
-    syy = _filter(y * y, kernel) - mu_y**2
-    sxy = _filter(x * y, kernel) - mu_x * mu_y
+    c = x.shape[1]
+    # the five local moments in one separable depthwise pass (about 10x faster than five 2-D ones)
+    moments = _filter_separable(torch.cat([x, y, x * x, y * y, x * y], dim=1), g)
+    mu_x, mu_y, xx, yy, xy = moments.split(c, dim=1)
+    sxx = xx - mu_x**2
+    syy = yy - mu_y**2
+    sxy = xy - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
     return num / den
