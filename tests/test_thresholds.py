@@ -15,6 +15,7 @@ from adlib.thresholds import (
     ThresholdError,
     largest_region,
     oracle_best_f1_threshold,
+    region_scores,
     threshold_from_normal,
     threshold_from_normal_regions,
 )
@@ -157,3 +158,18 @@ def test_region_threshold_refuses_masks_and_bad_shapes():
         threshold_from_normal_regions(np.zeros((2, 8, 8)), min_area=0)
     with pytest.raises(ThresholdError, match="N, H, W"):
         threshold_from_normal_regions(np.zeros(8), min_area=2)
+
+
+def test_region_quantile_ignores_one_unusual_normal_image():
+    rng = np.random.default_rng(3)
+    maps = 0.1 * rng.random((10, 20, 20))
+    maps[7, 2:8, 2:8] = 0.9  # one normal image with a large bright blob
+    scores = region_scores(maps, min_area=9)
+    assert scores.shape == (10,) and scores.argmax() == 7 and scores[7] >= 0.9
+    strict = threshold_from_normal_regions(maps, min_area=9)
+    robust = threshold_from_normal_regions(maps, min_area=9, q=0.8)
+    assert strict.value == pytest.approx(scores.max())
+    assert robust.value == pytest.approx(float(np.quantile(scores, 0.8))) and robust.value < 0.1
+    assert robust.source == "normal-validation:region-9px-q0.8"
+    with pytest.raises(ThresholdError, match="q must be"):
+        threshold_from_normal_regions(maps, min_area=9, q=0)

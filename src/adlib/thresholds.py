@@ -32,7 +32,7 @@ from adlib import metrics
 
 __all__ = [
     "ThresholdError", "Threshold", "threshold_from_normal", "threshold_from_normal_regions",
-    "largest_region", "oracle_best_f1_threshold",
+    "largest_region", "region_scores", "oracle_best_f1_threshold",
 ]
 
 ORACLE_SOURCE = "oracle-test"
@@ -145,41 +145,15 @@ def largest_region(binary: np.ndarray) -> int:
     return int(np.bincount(labels.ravel())[1:].max())
 
 
-def threshold_from_normal_regions(maps, /, *, min_area: int, max_steps: int = 40) -> Threshold:
-    """Lowest threshold at which every defect-free validation map has no region >= ``min_area``.
-
-    The MVTec AD journal paper's segmentation rule: raise the threshold until the largest
-    connected anomalous region on the anomaly-free validation images is smaller than the minimum
-    defect area. The largest region only shrinks as the threshold rises, so a bisection over the
-    sorted map values finds it.
-
-    Args:
-        maps: (N, H, W) anomaly maps of DEFECT-FREE validation images (nothing else accepted).
-        min_area: minimum defect area in pixels (at the maps' resolution), >= 1. With
-            ``min_area=1`` this is the ``"max"`` rule.
-        max_steps: bisection steps over the distinct values (40 reach any float64 array).
-
-    Returns:
-        A :class:`Threshold` with source ``"normal-validation:region-<min_area>px"``.
-    """
-    arr = np.asarray(maps.detach().cpu().numpy() if isinstance(maps, torch.Tensor) else maps)
-    _normal_values(arr)  # refuses masks, labels, empties, NaN
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ThresholdError(
-            f"adlib.thresholds: region rule needs (N, H, W) validation maps, got shape {arr.shape}.")
-    min_area = int(min_area)
-    if min_area < 1:
-        raise ThresholdError(f"adlib.thresholds: min_area must be >= 1 pixel, got {min_area}.")
-    values = np.unique(arr.astype(np.float64))
+def _region_threshold(m: np.ndarray, min_area: int, max_steps: int) -> float:
+    """Lowest value t of one map such that ``m > t`` has no region of ``min_area`` pixels."""
+    values = np.unique(m.astype(np.float64))
 
     def ok(t: float) -> bool:
-        return all(largest_region(m > t) < min_area for m in arr)
+        return largest_region(m > t) < min_area
 
-    source = f"normal-validation:region-{min_area}px"
     if ok(values[0]):
-        return Threshold(float(values[0]), source)
+        return float(values[0])
     lo, hi = 0, len(values) - 1  # invariant: not ok(values[lo]), ok(values[hi]) (nothing above max)
     for _ in range(max_steps):
         if hi - lo <= 1:
@@ -189,7 +163,52 @@ def threshold_from_normal_regions(maps, /, *, min_area: int, max_steps: int = 40
             hi = mid
         else:
             lo = mid
-    return Threshold(float(values[hi]), source)
+    return float(values[hi])
+
+
+def region_scores(maps, /, *, min_area: int, max_steps: int = 40) -> np.ndarray:
+    """Per map: the lowest threshold at which it has no connected region of ``min_area`` pixels.
+
+    In other words the value at which a ``min_area`` blob first appears as the threshold falls:
+    an image score that ignores isolated bright pixels.
+    """
+    arr = np.asarray(maps.detach().cpu().numpy() if isinstance(maps, torch.Tensor) else maps)
+    _normal_values(arr)  # refuses masks, labels, empties, NaN
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ThresholdError(
+            f"adlib.thresholds: region rule needs (N, H, W) maps, got shape {arr.shape}.")
+    if int(min_area) < 1:
+        raise ThresholdError(f"adlib.thresholds: min_area must be >= 1 pixel, got {min_area}.")
+    return np.array([_region_threshold(m, int(min_area), max_steps) for m in arr])
+
+
+def threshold_from_normal_regions(maps, /, *, min_area: int, q: float = 1.0) -> Threshold:
+    """Threshold at which (a share ``q`` of) the defect-free validation maps show no defect region.
+
+    The MVTec AD paper's segmentation rule (``q=1``): raise the threshold until the largest
+    connected anomalous region on the anomaly-free validation images is smaller than the minimum
+    defect area. With few validation images one unusual normal image then decides alone; ``q < 1``
+    takes the ``q``-quantile of the per-image thresholds (:func:`region_scores`) instead, i.e.
+    accepts a false defect region on about ``1 - q`` of the normal images.
+
+    Args:
+        maps: (N, H, W) anomaly maps of DEFECT-FREE validation images (nothing else accepted).
+        min_area: minimum defect area in pixels (at the maps' resolution), >= 1. With
+            ``min_area=1, q=1`` this is the ``"max"`` rule.
+        q: share of validation images that must be free of false regions, in (0, 1].
+
+    Returns:
+        A :class:`Threshold` with source ``"normal-validation:region-<min_area>px"`` (``q=1``) or
+        ``"normal-validation:region-<min_area>px-q<q>"``.
+    """
+    if not 0 < q <= 1:
+        raise ThresholdError(f"adlib.thresholds: q must be in (0, 1], got {q}.")
+    per_image = region_scores(maps, min_area=min_area)
+    value = float(per_image.max()) if q == 1 else float(np.quantile(per_image, q))
+    source = f"normal-validation:region-{int(min_area)}px" + ("" if q == 1 else f"-q{q:g}")
+    return Threshold(value, source)
 
 
 def oracle_best_f1_threshold(
