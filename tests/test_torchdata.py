@@ -149,3 +149,123 @@ def test_patch_batches_fetched_at_once_equal_item_by_item_collation() -> None:
         for key in expected:
             assert batch[key].dtype == expected[key].dtype, key
             assert torch.equal(batch[key], expected[key]), key
+
+
+# ------------------------------------------------------------------ batched fetch (issue 9)
+
+AUGMENTS = [
+    RandomAugment(rot90=True, noise_std=0.05),
+    RandomAugment(hflip=0.5, vflip=0.0, rot90=False),
+    RandomAugment(hflip=0.3, vflip=0.7, rot90=True, degrees=20.0, noise_std=0.1),
+]
+
+
+def _assert_same_batch(batch: dict, expected: dict) -> None:
+    assert list(batch) == list(expected)
+    for key in expected:
+        assert batch[key].dtype == expected[key].dtype, key
+        assert torch.equal(batch[key], expected[key]), key
+
+
+@pytest.mark.parametrize("aug", AUGMENTS, ids=["rot90+noise", "hflip", "all+degrees"])
+def test_batched_fetch_equals_collated_items(split, aug):
+    """__getitems__ (the loader's path) gives exactly the collated single items, masks included."""
+    from torch.utils.data import default_collate
+
+    from adlib.data.torchdata import Repeated
+
+    ds = ImageDataset(split.test, 16, 3, augment=aug, with_masks=True, progress=False)
+    keys = [(i % len(ds), 1000 + 7 * i) for i in range(2 * len(ds))]
+    _assert_same_batch(ds.__getitems__(keys), default_collate([ds[k] for k in keys]))
+    plain = [0, 2, 1]  # plain indices draw from the dataset's own generator, in order
+    a = ImageDataset(split.test, 16, 3, augment=aug, with_masks=True, progress=False, seed=4)
+    b = ImageDataset(split.test, 16, 3, augment=aug, with_masks=True, progress=False, seed=4)
+    _assert_same_batch(a.__getitems__(plain), default_collate([b[k] for k in plain]))
+    rep = Repeated(ds, 3)
+    rkeys = [(len(ds) * 2 + 1, 5), (3, 6)]
+    _assert_same_batch(rep.__getitems__(rkeys), default_collate([rep[k] for k in rkeys]))
+    assert rep[(len(ds) * 2 + 1, 5)]["index"].item() == 1 and len(rep) == 3 * len(ds)
+
+
+def test_batched_loader_same_with_and_without_workers_and_cache(split):
+    from adlib.data.torchdata import Repeated
+
+    aug = RandomAugment(rot90=True, noise_std=0.05)
+    kw = dict(image_size=16, channels=3, augment=aug, progress=False)
+    cached = Repeated(ImageDataset(split.train, cache=True, **kw), 3)
+    lazy = Repeated(ImageDataset(split.train, cache=False, **kw), 3)
+    runs = [_batches(make_loader(ds, 4, True, seed=7, num_workers=w), 2)
+            for ds, w in ((cached, 0), (cached, 2), (lazy, 0))]
+    assert len(runs[0]) == 2 * -(-len(cached) // 4)
+    for batches in runs[1:]:
+        assert all(torch.equal(a["image"], b["image"]) and torch.equal(a["index"], b["index"])
+                   for a, b in zip(runs[0], batches, strict=True))
+    first, second = runs[0][0]["image"], runs[0][len(runs[0]) // 2]["image"]
+    assert not torch.equal(first, second)  # the second epoch draws new augmentations
+
+
+def test_images_of_different_sizes_fall_back_to_single_items(tmp_path):
+    small = read_mvtec(write_mvtec(tmp_path / "a", n_train=3, size=12), "toy")
+    large = read_mvtec(write_mvtec(tmp_path / "b", n_train=3, size=20), "toy")
+    ds = ImageDataset(small.train + large.train, None, 3, augment=RandomAugment(), progress=False)
+    items = ds.__getitems__([(0, 1), (4, 2)])
+    assert isinstance(items, list) and [tuple(it["image"].shape) for it in items] == \
+        [(3, 12, 12), (3, 20, 20)]
+    assert torch.equal(items[1]["image"], ds[(4, 2)]["image"])
+    one = next(iter(make_loader(ds, 1, True, seed=0)))
+    assert one["image"].shape[0] == 1
+
+
+def test_batched_augment_moves_masks_with_asymmetric_images():
+    """A mask equal to one channel of an asymmetric image stays equal to it after augmentation."""
+    gen = torch.Generator().manual_seed(0)
+    images = (torch.rand(64, 2, 9, 9, generator=gen) * 255).round().to(torch.uint8).numpy()
+    patches = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    masks = patches[..., 0] > 127
+    keys = [(i, 100 + i) for i in range(64)]
+    plain = PatchDataset(patches, masks=masks, with_masks=True).__getitems__(list(range(64)))
+    aug = RandomAugment(hflip=0.5, vflip=0.5, rot90=True)
+    batch = PatchDataset(patches, masks=masks, augment=aug, with_masks=True).__getitems__(keys)
+    assert torch.equal(batch["image"][:, :1] > 127 / 255, batch["mask"] > 0.5)
+    changed = (batch["image"] != plain["image"]).flatten(1).any(1)
+    assert changed.float().mean() > 0.8  # most items did move
+    # arbitrary angles: bilinear image vs nearest mask, so they agree up to edge pixels
+    aug = RandomAugment(hflip=0.0, vflip=0.0, rot90=False, degrees=30.0)
+    batch = PatchDataset(np.repeat(patches[..., :1] // 128 * 255, 2, axis=-1), masks=masks,
+                         augment=aug, with_masks=True).__getitems__(keys)
+    agree = ((batch["image"][:, :1] > 0.5) == (batch["mask"] > 0.5)).float().mean()
+    assert agree > 0.9 and not torch.equal(batch["mask"].bool(), plain["mask"].bool())
+
+
+def test_batched_flip_and_rot90_frequencies_and_noise_std():
+    """Over many items, flips/rotations happen at the configured rates; noise has its std."""
+    n, p_h, p_v, std = 4000, 0.3, 0.6, 0.05
+    base = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4).div(15)
+    aug = RandomAugment(hflip=p_h, vflip=p_v, rot90=True)
+    gens = [torch.Generator().manual_seed(10_000 + i) for i in range(n)]
+    out, _ = aug.apply_batch(base.repeat(n, 1, 1, 1), None, gens)
+    # identify which of the 8 dihedral transforms each item received
+    table = {}
+    for h in (False, True):
+        for v in (False, True):
+            for k in range(4):
+                t = base[0, 0].flip(-1) if h else base[0, 0]
+                t = t.flip(-2) if v else t
+                table.setdefault(tuple(torch.rot90(t, k).flatten().tolist()), []).append((h, v, k))
+    counts = {}
+    for img in out[:, 0]:
+        key = tuple(img.flatten().tolist())
+        assert key in table  # a pure flip/rotation of the input
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == 8  # every element of the dihedral group occurs
+    # hflip then vflip = rot180: each image corresponds to 4 (h, v, k) triples of equal chance
+    for key, c in counts.items():
+        expected = sum((p_h if h else 1 - p_h) * (p_v if v else 1 - p_v) / 4
+                       for h, v, _ in table[key])
+        assert abs(c / n - expected) < 4 * np.sqrt(expected * (1 - expected) / n)
+    noisy = RandomAugment(hflip=0, vflip=0, rot90=False, noise_std=std)
+    mid = torch.full((64, 3, 16, 16), 0.5)
+    out, _ = noisy.apply_batch(mid.clone(), None, [torch.Generator().manual_seed(i) for i in range(64)])
+    residual = out - mid
+    assert abs(float(residual.std()) - std) < 0.05 * std and abs(float(residual.mean())) < 0.1 * std
+    assert not torch.equal(residual[0], residual[1])  # each item gets its own noise

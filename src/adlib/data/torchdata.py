@@ -3,11 +3,14 @@
 Items are dicts: ``{"image": float (C, H, W) in [0, 1], "label": int64, "index": int64}`` plus
 ``"mask": float (1, H, W) in {0, 1}`` with ``with_masks=True``. Augmentations are seeded per item
 through :class:`SeededSampler` (used by :func:`make_loader`), so a seed gives the same batches
-whatever the number of workers, and every epoch draws new augmentations.
+whatever the number of workers, and every epoch draws new augmentations. Loaders fetch whole
+batches (``__getitems__``: one stack, one float conversion, augmentation on the batch), which
+gives exactly the values of collating single items.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -106,6 +109,49 @@ class RandomAugment:
             image = (image + noise * self.noise_std).clamp_(0.0, 1.0)
         return image, mask
 
+    def apply_batch(
+        self, images: torch.Tensor, masks: torch.Tensor | None,
+        generators: Sequence[torch.Generator | None],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Augment a float (B, C, H, W) batch (and (B, 1, H, W) masks), one generator per item.
+
+        Gives exactly what calling the augmentation on each item with its generator gives (the
+        same draws in the same order), with a few operations on the whole batch instead of a
+        few per item: each item's flips and 90-degree rotation together are one of the 8
+        symmetries of the square, i.e. a fixed permutation of its pixels, so one ``gather``
+        moves every image (and mask); the noise is added to the batch at once. ``images`` and
+        ``masks`` may be modified in place.
+        """
+        if len(generators) != len(images):
+            raise ValueError(f"{len(generators)} generators for a batch of {len(images)} items")
+        codes, angles = [], []
+        noise = torch.empty_like(images) if self.noise_std else None
+        square = images.shape[-1] == images.shape[-2]
+        for i, gen in enumerate(generators):  # the draws of RandomAugment.__call__, in order
+            h = float(torch.rand((), generator=gen)) < self.hflip
+            v = float(torch.rand((), generator=gen)) < self.vflip
+            k = int(torch.randint(0, 4, (), generator=gen)) if self.rot90 else 0
+            codes.append(_symmetry_code(h, v, k if square else 2 * (k % 2)))
+            angles.append((2 * float(torch.rand((), generator=gen)) - 1) * self.degrees
+                          if self.degrees else 0.0)
+            if noise is not None:
+                torch.randn(images.shape[1:], generator=gen, dtype=images.dtype, out=noise[i])
+        if any(codes):
+            perm = _symmetries(*images.shape[-2:])[torch.tensor(codes)]  # (B, H*W)
+            images = _permute_pixels(images, perm)
+            masks = _permute_pixels(masks, perm) if masks is not None else None
+        if self.degrees:  # arbitrary angles: one rotation per item
+            from torchvision.transforms.v2 import InterpolationMode
+            from torchvision.transforms.v2 import functional as TF
+
+            for i, angle in enumerate(angles):
+                images[i] = TF.rotate(images[i], angle, interpolation=InterpolationMode.BILINEAR)
+                if masks is not None:
+                    masks[i] = TF.rotate(masks[i], angle, interpolation=InterpolationMode.NEAREST)
+        if noise is not None:
+            images = images.add_(noise.mul_(self.noise_std)).clamp_(0.0, 1.0)
+        return images, masks
+
     @classmethod
     def seed000(cls, noise_std: float = 0.02) -> RandomAugment:
         """Seed 000's augmentation: flips, 90-degree rotations and gaussian noise.
@@ -115,8 +161,40 @@ class RandomAugment:
         return cls(hflip=0.5, vflip=0.5, rot90=True, noise_std=noise_std)
 
 
+def _symmetry_code(hflip: bool, vflip: bool, k: int) -> int:
+    """Row of :func:`_symmetries` for "flip left-right?, flip up-down?, then rotate k * 90"."""
+    return 8 * int(hflip) + 4 * int(vflip) + k
+
+
+@functools.lru_cache(maxsize=8)
+def _symmetries(height: int, width: int) -> torch.Tensor:
+    """(16, H*W) pixel permutations: row ``_symmetry_code(h, v, k)`` holds, for every output
+    pixel, the input pixel that flips (h, v) then ``rot90(k)`` bring there (odd ``k`` only for
+    square images; those rows are the identity otherwise)."""
+    pixels = torch.arange(height * width).view(height, width)
+    rows = []
+    for hflip in (False, True):
+        for vflip in (False, True):
+            for k in range(4):
+                t = pixels.flip(-1) if hflip else pixels
+                t = t.flip(-2) if vflip else t
+                rows.append(torch.rot90(t, k).flatten() if height == width or k % 2 == 0
+                            else pixels.flatten())
+    return torch.stack(rows)
+
+
+def _permute_pixels(x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """``out[b, c, p] = x[b, c, perm[b, p]]`` for a (B, C, H, W) batch and (B, H*W) permutations."""
+    flat = x.flatten(2)
+    return flat.gather(2, perm[:, None, :].expand(-1, flat.shape[1], -1)).view_as(x)
+
+
 class _AugmentedDataset(Dataset):
-    """Shared ``__getitem__``: uint8 tensors -> float, seeded augmentation, dict item."""
+    """Shared item access: uint8 tensors -> float, seeded augmentation, dict item.
+
+    ``__getitem__`` builds one item; ``__getitems__`` (called by ``DataLoader`` with a batch of
+    sampler keys) builds the whole batch at once and gives exactly the collated items.
+    """
 
     augment: RandomAugment | None
     with_masks: bool
@@ -129,20 +207,68 @@ class _AugmentedDataset(Dataset):
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         raise NotImplementedError
 
+    def _load_many(
+        self, indices: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor] | None:
+        """Stacked uint8 images, float masks (with ``with_masks``) and int64 labels of
+        ``indices``; None when the images differ in size (no common batch shape)."""
+        loaded = [self._load(i) for i in indices]
+        shapes = {tuple(image.shape) for image, _, _ in loaded}
+        if len(shapes) != 1:
+            return None
+        images = torch.stack([image for image, _, _ in loaded])
+        masks = None
+        if self.with_masks:
+            empty = torch.zeros((1, *images.shape[-2:]))
+            masks = torch.stack([m.float() if m is not None else empty for _, m, _ in loaded])
+        labels = torch.tensor([label for _, _, label in loaded], dtype=torch.int64)
+        return images, masks, labels
+
+    def _item_generator(self, seed: int | None) -> torch.Generator:
+        return torch.Generator().manual_seed(seed) if seed is not None else self._generator
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         """Item ``key`` (an index, or ``(index, augmentation seed)`` from :class:`SeededSampler`)."""
-        index, seed = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), None)
+        index, seed = _split_key(key)
         image_u8, mask, label = self._load(index)
         image = image_u8.float().div_(255.0)
         maskf = mask.float() if mask is not None else None
         if self.augment is not None:
-            gen = torch.Generator().manual_seed(seed) if seed is not None else self._generator
-            image, maskf = self.augment(image, maskf, generator=gen)
+            image, maskf = self.augment(image, maskf, generator=self._item_generator(seed))
         item = {"image": image, "label": torch.tensor(label, dtype=torch.int64),
                 "index": torch.tensor(index, dtype=torch.int64)}
         if self.with_masks:
             item["mask"] = maskf if maskf is not None else torch.zeros((1, *image.shape[-2:]))
         return item
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[dict] | _Batch:
+        """A whole batch at once: images stacked and converted to float once, augmentation
+        applied to the batch (:meth:`RandomAugment.apply_batch`).
+
+        Gives exactly the batch that collating the single items would give (same per-item
+        seeds, same draws); images of different sizes fall back to single items.
+        """
+        parsed = [_split_key(k) for k in keys]
+        indices = [index for index, _ in parsed]
+        loaded = self._load_many(indices) if indices else None
+        if loaded is None:
+            return [self[k] for k in keys]
+        images_u8, masks, labels = loaded
+        images = images_u8.float().div_(255.0)
+        if self.augment is not None:
+            gens = [self._item_generator(seed) for _, seed in parsed]
+            images, masks = self.augment.apply_batch(images, masks, gens)
+        batch = _Batch(image=images, label=labels, index=torch.tensor(indices, dtype=torch.int64))
+        if self.with_masks:
+            batch["mask"] = masks
+        return batch
+
+
+def _split_key(key: int | tuple[int, int]) -> tuple[int, int | None]:
+    """``(index, augmentation seed or None)`` of a sampler key."""
+    if isinstance(key, tuple):
+        return int(key[0]), int(key[1])
+    return int(key), None
 
 
 class ImageDataset(_AugmentedDataset):
@@ -274,23 +400,16 @@ class PatchDataset(_AugmentedDataset):
         mask = self._masks[index] if self._masks is not None else None
         return self._images[index], mask, int(self._labels[index])
 
-    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[dict] | _Batch:
-        """A whole batch at once (no per-patch Python work) when there is no augmentation.
-
-        Gives exactly the batch that collating the single items would give (see
-        :func:`make_loader`'s collate function); with augmentation, items are built one by one.
-        """
-        if self.augment is not None:
-            return [self[k] for k in keys]
-        index = torch.tensor([int(k[0]) if isinstance(k, tuple) else int(k) for k in keys],
-                             dtype=torch.int64)
-        images = self._images[index].float().div_(255.0)
-        batch = _Batch(image=images, label=torch.from_numpy(self._labels[index.numpy()]),
-                       index=index)
+    def _load_many(
+        self, indices: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        index = torch.tensor(indices, dtype=torch.int64)
+        images = self._images[index]
+        masks = None
         if self.with_masks:
-            batch["mask"] = (self._masks[index].float() if self._masks is not None
-                             else torch.zeros((len(index), 1, *images.shape[-2:])))
-        return batch
+            masks = (self._masks[index].float() if self._masks is not None
+                     else torch.zeros((len(index), 1, *images.shape[-2:])))
+        return images, masks, torch.from_numpy(self._labels[index.numpy()])
 
 
 class _Batch(dict):
@@ -300,6 +419,43 @@ class _Batch(dict):
 def _collate(items: list | _Batch):
     """Default collation, except for batches a dataset assembled itself."""
     return dict(items) if isinstance(items, _Batch) else default_collate(items)
+
+
+class Repeated(Dataset):
+    """``factor`` passes over a dataset per epoch (on-the-fly augmentation: every pass draws new
+    augmentations, since each item gets its own seed from :class:`SeededSampler`).
+
+    Item ``i`` is ``base[i % len(base)]``; keys ``(index, seed)`` keep their seed, and batches are
+    fetched through ``base.__getitems__`` when the base dataset has it.
+    """
+
+    def __init__(self, base: Dataset, factor: int) -> None:
+        if int(factor) < 1:
+            raise ValueError(f"factor must be >= 1, got {factor}")
+        if len(base) == 0:  # type: ignore[arg-type]
+            raise ValueError("cannot repeat an empty dataset")
+        self.base, self.factor = base, int(factor)
+
+    def __len__(self) -> int:
+        return len(self.base) * self.factor  # type: ignore[arg-type]
+
+    def _base_key(self, key: int | tuple[int, int]) -> int | tuple[int, int]:
+        n = len(self.base)  # type: ignore[arg-type]
+        if isinstance(key, tuple):
+            return int(key[0]) % n, int(key[1])
+        return int(key) % n
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Item ``key`` of the repeated dataset (an index or ``(index, seed)``)."""
+        return self.base[self._base_key(key)]
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list | _Batch:
+        """A batch, assembled by the base dataset when it can (see ``_AugmentedDataset``)."""
+        base_keys = [self._base_key(k) for k in keys]
+        getitems = getattr(self.base, "__getitems__", None)
+        if getitems is not None:
+            return getitems(base_keys)
+        return [self.base[k] for k in base_keys]
 
 
 class SeededSampler(Sampler):
