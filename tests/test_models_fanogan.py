@@ -65,6 +65,8 @@ def test_critic_and_generator_steps_update_only_their_network() -> None:
     d_before = [p.clone() for p in d.parameters()]
     logs = F.critic_step(g, d, opt_d, real)
     assert set(logs) == {"critic_loss", "wasserstein", "gp"}
+    # detached 0-d tensors: fit() converts them once per epoch (no host sync per step)
+    assert all(v.ndim == 0 and not v.requires_grad for v in logs.values())
     assert all(torch.equal(a, b) for a, b in zip(g_before, g.parameters(), strict=True))
     assert any(not torch.equal(a, b) for a, b in zip(d_before, d.parameters(), strict=True))
 

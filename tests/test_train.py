@@ -288,3 +288,47 @@ def test_amp_on_cpu_warns_and_trains_in_float32():
                    device="cpu", amp=True, progress=False)
     assert np.isfinite(hist.to_frame()["loss"]).all()
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_tensor_step_values_become_float_rows_without_per_step_sync(monkeypatch):
+    """Steps may log detached tensors (no host sync per step); History rows hold floats."""
+    model, _, loader = _setup()
+    loader = list(loader)  # (a DataLoader and Adam call .item() themselves)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    logged: list[dict[str, float]] = []
+
+    def step(model, batch, ctx):
+        (x,) = batch
+        loss = nn.functional.mse_loss(model(x), x)
+        ctx.backward_step(loss, "main")
+        out = {"loss": loss.detach(), "twice": 2 * loss.detach(), "const": 1}
+        if ctx.step % 2:
+            out["odd"] = torch.tensor(float("nan"))  # a skipped value
+        logged.append({k: float(v) for k, v in out.items()})
+        return out
+
+    calls = []
+    real_item = torch.Tensor.item
+
+    def counting_item(self):
+        calls.append(1)
+        return real_item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    hist = fit(model, loader, optimizer=opt, step_fn=step, epochs=2, progress=False)
+    monkeypatch.undo()
+    assert not calls  # converted in one transfer per epoch, never .item() per step
+    assert len(hist.steps) == 2 * len(loader)
+    for row, expected in zip(hist.steps, logged, strict=True):
+        assert all(type(v) in (int, float) for v in row.values()), row
+        assert row["loss"] == pytest.approx(expected["loss"])
+        assert row["twice"] == pytest.approx(2 * row["loss"]) and row["const"] == 1.0
+    first = [r for r in hist.steps if r["epoch"] == 0]
+    assert hist.epochs[0]["loss"] == pytest.approx(np.mean([r["loss"] for r in first]))
+    assert np.isnan(hist.epochs[0]["odd"])  # only NaN values: the epoch mean is NaN
+    hist2 = fit(model, loader, optimizer=opt, epochs=1, progress=False,
+                step_fn=lambda m, b: nn.functional.mse_loss(m(b[0]), b[0]))
+    assert all(isinstance(r["loss"], float) for r in hist2.steps)
+    with pytest.raises(ValueError, match="scalar"):
+        fit(model, loader, optimizer=opt, epochs=1, progress=False,
+            step_fn=lambda m, b, ctx: {"loss": m(b[0])})

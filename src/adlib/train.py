@@ -380,6 +380,29 @@ def _to_float(value: Any) -> float:
     return float(value)
 
 
+def _step_value(key: str, value: Any) -> float | torch.Tensor:
+    """A step's logged value without a host sync: a detached one-element tensor, or a float."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"step value {key!r} has shape {tuple(value.shape)}; log a scalar "
+                             "(e.g. loss.detach() or a float).")
+        return value.detach()
+    return float(value)
+
+
+def _rows_to_float(rows: list[dict[str, Any]]) -> None:
+    """Replace the tensors in step rows by floats, in place: one transfer per device."""
+    by_device: dict[torch.device, list[tuple[dict[str, Any], str]]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, torch.Tensor):
+                by_device.setdefault(value.device, []).append((row, key))
+    for places in by_device.values():
+        values = torch.stack([row[key].reshape(()).float() for row, key in places]).tolist()
+        for (row, key), value in zip(places, values, strict=True):
+            row[key] = float(value)
+
+
 def _epoch_means(rows: list[dict[str, float]]) -> dict[str, float]:
     keys: list[str] = []
     for row in rows:
@@ -440,6 +463,8 @@ def fit(
             (:class:`StepContext`). Returning a loss **tensor** lets fit do ``zero_grad``/
             ``backward``/``step`` with the single optimizer; returning a **dict** of floats
             means the step did its own updates (several optimizers) and the dict is logged.
+            Logged values may be one-element tensors (e.g. ``loss.detach()``): they are
+            converted to floats once per epoch, not per step (no host sync per step on GPU).
         val_fn: ``val_fn(model) -> float | dict`` run after each epoch under ``torch.no_grad()``
             with the model in eval mode; logged as ``val_loss`` / ``val_<key>``.
         scheduler: LR scheduler(s), stepped once per epoch (``ReduceLROnPlateau`` gets
@@ -561,13 +586,15 @@ def fit(
                             "return a dict of floats."
                         )
                     ctx.backward_step(out, next(iter(optimizers.values())))
-                    values = {"loss": _to_float(out)}
+                    values = {"loss": _step_value("loss", out)}
                 elif isinstance(out, Mapping):
-                    values = {k: _to_float(v) for k, v in out.items()}
+                    values = {k: _step_value(k, v) for k, v in out.items()}
                 else:
                     raise TypeError(f"step_fn must return a tensor or a dict, not {type(out).__name__}")
+                # tensors stay on the device until the epoch ends: no host sync per step
                 rows.append({"epoch": epoch, "step": global_step, **values})
                 global_step += 1
+            _rows_to_float(rows)
             record: dict[str, float] = {"epoch": epoch, **_epoch_means(rows)}
             if val_fn is not None:
                 model.eval()

@@ -161,12 +161,14 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
 
 
 def critic_step(generator: Generator, critic: Critic, opt: torch.optim.Optimizer, real: Tensor,
-                gp_weight: float = 10.0) -> dict[str, float]:
+                gp_weight: float = 10.0) -> dict[str, Tensor]:
     """One critic update on a batch of real images.
 
     Returns:
-        ``{"critic_loss", "wasserstein", "gp"}``; ``wasserstein`` = mean D(real) - mean D(fake),
-        the critic's estimate of the Wasserstein-1 distance (should fall as G improves).
+        ``{"critic_loss", "wasserstein", "gp"}`` as detached 0-d tensors (``float()`` them; left
+        on the device so that a training step does not wait for the GPU); ``wasserstein`` =
+        mean D(real) - mean D(fake), the critic's estimate of the Wasserstein-1 distance (should
+        fall as G improves).
     """
     critic.train()
     with torch.no_grad():
@@ -178,12 +180,17 @@ def critic_step(generator: Generator, critic: Critic, opt: torch.optim.Optimizer
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return {"critic_loss": loss.item(), "wasserstein": (d_real - d_fake).item(), "gp": gp.item()}
+    return {"critic_loss": loss.detach(), "wasserstein": (d_real - d_fake).detach(),
+            "gp": gp.detach()}
 
 
 def generator_step(generator: Generator, critic: Critic, opt: torch.optim.Optimizer,
-                   batch_size: int) -> dict[str, float]:
-    """One generator update: minimise ``-mean D(G(z))``. The critic's weights are not updated."""
+                   batch_size: int) -> dict[str, Tensor]:
+    """One generator update: minimise ``-mean D(G(z))``. The critic's weights are not updated.
+
+    Returns:
+        ``{"generator_loss"}`` as a detached 0-d tensor (see :func:`critic_step`).
+    """
     generator.train()
     critic.requires_grad_(False)
     try:
@@ -194,7 +201,7 @@ def generator_step(generator: Generator, critic: Critic, opt: torch.optim.Optimi
         opt.step()
     finally:
         critic.requires_grad_(True)
-    return {"generator_loss": loss.item()}
+    return {"generator_loss": loss.detach()}
 
 
 def _residuals(encoder: Encoder, generator: Generator, critic: Critic,
