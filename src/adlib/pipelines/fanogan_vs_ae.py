@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from adlib import config, maps, metrics, published, results, thresholds, train
 from adlib.data.mvtec import read_mvtec
 from adlib.data.torchdata import ImageDataset, RandomAugment, holdout, make_loader
 from adlib.data.types import DataError, Split
-from adlib.data.validate import validate_split
+from adlib.data.validate import ValidationReport, validate_split
 from adlib.models import fanogan as fg
 from adlib.models.ae256 import ConvAutoencoder
 
@@ -145,9 +146,45 @@ def resolve_categories(category: str, categories: Sequence[str] | None) -> list[
     return list(dict.fromkeys(ordered))
 
 
+KEEP_DECODED_BYTES = 2 * 2**30
+"""Decoded arrays :func:`load_category` keeps for :func:`datasets` (all categories together);
+a category that does not fit is decoded again by :func:`datasets` instead."""
+
+_decoded: dict[int, tuple[weakref.ref, ValidationReport, list[int]]] = {}
+
+
+def _keep_decoded(split: Split, report: ValidationReport, sizes: list[int]) -> None:
+    """Hold ``report``'s arrays until :func:`datasets` has been called once per entry of
+    ``sizes`` (or ``split`` dies)."""
+    def nbytes(r: ValidationReport) -> int:
+        return sum(a.nbytes for a in r.images.values()) + sum(a.nbytes for a in r.masks.values())
+
+    held = sum(nbytes(r) for _, r, _ in _decoded.values())
+    if held + nbytes(report) > KEEP_DECODED_BYTES:
+        return
+    key = id(split)
+    _decoded[key] = (weakref.ref(split, lambda _: _decoded.pop(key, None)), report, list(sizes))
+
+
+def _take_decoded(split: Split, image_size: int) -> ValidationReport | None:
+    """The arrays kept for ``split`` (None if none); released once every size was built."""
+    entry = _decoded.get(id(split))
+    if entry is None or entry[0]() is not split:
+        return None
+    _, report, sizes = entry
+    if int(image_size) in sizes:
+        sizes.remove(int(image_size))
+    if not sizes:
+        del _decoded[id(split)]
+    return report
+
+
 def load_category(data_root: str | Path | None, category: str, settings: dict[str, Any],
                   seed: int = 0) -> tuple[Split, bool]:
     """Read and validate one category (decodes every file once).
+
+    The decoded arrays are kept (within :data:`KEEP_DECODED_BYTES`) until :func:`datasets` has
+    built the datasets at both image sizes, so no file is decoded twice.
 
     Args:
         data_root: folder holding ``<category>/`` in the MVTec layout, or ``None`` for the
@@ -170,11 +207,12 @@ def load_category(data_root: str | Path | None, category: str, settings: dict[st
     else:
         root = Path(data_root).expanduser()
     split = read_mvtec(root, category)
-    validate_split(split, check_images=True, progress=False)
+    report = validate_split(split, check_images=True, keep_arrays=True, progress=False)
     n_val = max(1, round(settings["val_fraction"] * len(split.train)))
     if len(split.train) - n_val < 2:
         raise DataError(f"{root / category}/train/good holds {len(split.train)} image(s): too few to "
                         "hold out validation images and train. Fix: add defect-free images.")
+    _keep_decoded(split, report, [int(settings["image_size"]), int(settings["gan_image_size"])])
     return split, synthetic
 
 
@@ -197,7 +235,8 @@ def datasets(split: Split, image_size: int, settings: dict[str, Any], seed: int 
     """Train (random horizontal flip only), validation and test datasets (no augmentation)."""
     train_s, val_s = holdout(split.train, settings["val_fraction"], seed)
     flip = RandomAugment(hflip=0.5, vflip=0.0, rot90=False)
-    kw = {"image_size": image_size, "channels": split.channels, "progress": False}
+    kw = {"image_size": image_size, "channels": split.channels, "progress": False,
+          "decoded": _take_decoded(split, image_size)}
     return Data(
         train=ImageDataset(train_s, augment=flip, seed=seed, **kw),
         val=ImageDataset(val_s, **kw),
@@ -311,7 +350,7 @@ def train_fanogan(split: Split, synthetic: bool, data: Data, settings: dict[str,
     fixed_z = fg.sample_latent(32, zdim, generator=torch.Generator().manual_seed(seed + 1))
     grid_dir = ckpt_dir / "samples"
 
-    def gan_step(m: nn.ModuleDict, b: dict, ctx: train.StepContext) -> dict[str, float]:
+    def gan_step(m: nn.ModuleDict, b: dict, ctx: train.StepContext) -> dict[str, torch.Tensor]:
         real = normalise(b["image"])
         logs = fg.critic_step(m["generator"], m["critic"], ctx.optimizers["critic"], real,
                               s["gp_weight"])
