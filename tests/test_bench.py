@@ -117,3 +117,24 @@ def test_bad_arguments_fail_before_loading() -> None:
         bench.resolve_models(["conv_ae", "resnet"])
     with pytest.raises(bench.BenchError, match="reps"):
         bench.run_benchmark(["conv_ae"], quick=True, reps=0)
+
+
+def test_min_seconds_lengthens_short_repetitions() -> None:
+    """Repetitions of a fast step are stretched to about ``min_seconds`` (whole epochs)."""
+    import time as _time
+
+    model = torch.nn.Linear(4, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loader = [{"image": torch.rand(2, 4)} for _ in range(3)]
+
+    def step(m: torch.nn.Module, b: dict, ctx: object) -> torch.Tensor:
+        _time.sleep(0.01)  # 3 steps = about 30 ms per epoch
+        return m(b["image"]).pow(2).mean()
+
+    w = bench.Workload(name="t", description="", settings={}, source="", model=model, optimizer=opt,
+                       loader=loader, step=step, infer=lambda dev: 1)
+    short = bench.measure(w, torch.device("cpu"), warmup=1, reps=1, min_steps=1, amp=False)
+    longer = bench.measure(w, torch.device("cpu"), warmup=1, reps=1, min_steps=1, amp=False,
+                           min_seconds=0.3)
+    assert short["epochs_per_rep"] == 1
+    assert 5 <= longer["epochs_per_rep"] <= 12  # 0.3 s / ~0.03 s per epoch, allowing slow sleeps

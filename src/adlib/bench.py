@@ -33,6 +33,7 @@ import copy
 import datetime as _dt
 import inspect
 import json
+import math
 import os
 import platform
 import statistics
@@ -447,8 +448,12 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 
 def measure(w: Workload, device: torch.device, *, warmup: int, reps: int, min_steps: int,
-            amp: bool) -> dict[str, Any]:
-    """Time one workload (see the module docstring); returns a JSON-able record."""
+            amp: bool, min_seconds: float = 0.0) -> dict[str, Any]:
+    """Time one workload (see the module docstring); returns a JSON-able record.
+
+    Each repetition runs whole epochs, at least ``min_steps`` steps and (judged from the last
+    compute-only warm-up) at least ``min_seconds``, so that short steps are not lost in timer noise.
+    """
     use_amp = amp and w.amp_safe and device.type == "cuda"
     preloaded = [_to_device(w.prepare(b), device) for b in w.loader]
     if not preloaded:
@@ -459,7 +464,10 @@ def measure(w: Workload, device: torch.device, *, warmup: int, reps: int, min_st
     kw = {"epochs": epochs, "device": device, "amp": use_amp}
     for _ in range(warmup):
         _timed_fit(e2e_model, e2e_opt, w.loader, w.step, **kw)
-        _timed_fit(cmp_model, cmp_opt, preloaded, w.step, **kw)
+        sec, _ = _timed_fit(cmp_model, cmp_opt, preloaded, w.step, **kw)
+        if min_seconds > 0 and sec > 0:
+            kw["epochs"] = max(epochs, math.ceil(min_seconds / (sec / epochs)))
+    epochs = kw["epochs"]
     e2e, cmp = [], []
     for _ in range(reps):
         sec, n = _timed_fit(e2e_model, e2e_opt, w.loader, w.step, **kw)
@@ -545,6 +553,7 @@ def run_benchmark(
     warmup: int | None = None,
     reps: int | None = None,
     min_steps: int | None = None,
+    min_seconds: float | None = None,
     amp: bool = True,
     threads: int | None = None,
     progress: bool = True,
@@ -558,6 +567,7 @@ def run_benchmark(
         warmup: untimed repetitions first (default 1).
         reps: timed repetitions, medians reported (default 5; 2 with ``quick``).
         min_steps: optimisation steps per repetition at least (whole epochs; default 12, 2 quick).
+        min_seconds: seconds per repetition at least, sized from the warm-up (default 5, 0 quick).
         amp: mixed precision on CUDA where safe (autoencoders; not the WGAN-GP).
         threads: torch threads (default: the cores this process may use).
         progress: print a line per model.
@@ -574,6 +584,7 @@ def run_benchmark(
     warmup = 1 if warmup is None else warmup
     reps = (2 if quick else 5) if reps is None else reps
     min_steps = (2 if quick else 12) if min_steps is None else min_steps
+    min_seconds = (0.0 if quick else 5.0) if min_seconds is None else float(min_seconds)
     threads = available_cores() if threads is None else threads
     if reps < 1 or warmup < 0 or min_steps < 1 or threads < 1:
         raise BenchError(f"reps={reps} and threads={threads} must be >= 1, warmup={warmup} >= 0, "
@@ -583,7 +594,8 @@ def run_benchmark(
     record: dict[str, Any] = {
         "command": "python -m adlib.bench" + (" --quick" if quick else ""),
         "quick": quick, "device": str(dev), "warmup": warmup, "reps": reps,
-        "min_steps": min_steps, "target_overhead": TARGET_OVERHEAD, "machine": machine_info(),
+        "min_steps": min_steps, "min_seconds": min_seconds, "target_overhead": TARGET_OVERHEAD,
+        "machine": machine_info(),
         "results": {},
     }
     try:
@@ -593,7 +605,8 @@ def run_benchmark(
                 t0 = time.perf_counter()
                 with PeakMemory(dev) as mem:
                     w = BUILDERS[name](quick, dev, Path(tmp))
-                    res = measure(w, dev, warmup=warmup, reps=reps, min_steps=min_steps, amp=amp)
+                    res = measure(w, dev, warmup=warmup, reps=reps, min_steps=min_steps, amp=amp,
+                                  min_seconds=min_seconds)
                 res.update({"notebook": NOTEBOOKS[name], "description": w.description,
                             "settings": w.settings, "source": w.source,
                             "setup_seconds": w.setup_seconds, "peak_rss_mb": mem.rss_mb,
@@ -655,7 +668,8 @@ def render_markdown(record: dict[str, Any]) -> str:
         f"threads), Python {m['python']}, GPU: {m['gpu'] or 'none'}  ",
         f"Load average (1, 5, 15 min) at start: {load}; at end: {m.get('load_average_end')}  ",
         f"Timing: {record['warmup']} warm-up + {record['reps']} timed repetitions (median), "
-        f"each >= {record['min_steps']} optimisation steps (whole epochs); target overhead "
+        f"each >= {record['min_steps']} optimisation steps and >= "
+        f"{record.get('min_seconds', 0):g} s (whole epochs, sized from the warm-up); target overhead "
         f"<= {record['target_overhead']:.2f}.",
         "",
     ]
@@ -724,6 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=None, help="warm-up repetitions (default 1)")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5, quick 2)")
     p.add_argument("--min-steps", type=int, default=None, help="steps per repetition at least")
+    p.add_argument("--min-seconds", type=float, default=None,
+                   help="seconds per repetition at least (default 5; 0 with --quick)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     p.add_argument("--out", default=None,
@@ -731,7 +747,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "the JSON goes beside it)")
     args = p.parse_args(argv)
     record = run_benchmark(args.models, quick=args.quick, device=args.device, warmup=args.warmup,
-                           reps=args.reps, min_steps=args.min_steps, amp=not args.no_amp,
+                           reps=args.reps, min_steps=args.min_steps, min_seconds=args.min_seconds,
+                           amp=not args.no_amp,
                            threads=args.threads)
     record["command"] = " ".join(["python -m adlib.bench", *(sys.argv[1:] if argv is None else argv)])
     out = args.out
