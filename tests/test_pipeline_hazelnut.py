@@ -17,6 +17,7 @@ from adlib.data.types import DataError
 from adlib.maps import image_scores
 from adlib.pipelines import hazelnut_ae as P
 from adlib.results import RESULT_KEYS
+from adlib.thresholds import largest_region, region_scores, threshold_from_normal_regions
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_hazelnut_autoencoder.ipynb"
@@ -105,6 +106,27 @@ def test_evaluate_and_save_results(trained: P.Trained, data: P.Data, cfg: dict, 
     table = P.per_defect_table(ev)
     assert table["source"].str.contains("ORACLE").any()
     assert table["source"].str.contains("seed 000").any()
+    assert table["source"].str.contains("region").any() and table["source"].str.contains("quantile").any()
+
+
+def test_both_validation_rules_come_from_validation_maps_only(trained: P.Trained, data: P.Data, cfg: dict) -> None:
+    ev = P.evaluate(trained, data, cfg)
+    assert set(ev.honest_thresholds) == {"region", "quantile"}
+    area = P.min_area_pixels(cfg, data.image_size)
+    assert ev.honest_thresholds["region"] == threshold_from_normal_regions(ev.val_maps, min_area=area, q=cfg["region_q"])
+    scores = region_scores(ev.val_maps, min_area=area)
+    assert ev.threshold.value == pytest.approx(float(np.quantile(scores, cfg["region_q"])))
+    assert ev.honest_thresholds["quantile"].value == pytest.approx(float(np.quantile(ev.val_maps, cfg["threshold_q"])))
+    assert ev.threshold == ev.honest_thresholds[cfg["threshold_rule"]]
+    # the region rule's promise holds exactly on the validation maps whose own threshold is lower
+    passes = np.array([largest_region(m > ev.threshold.value) < area for m in ev.val_maps])
+    assert np.array_equal(passes, scores <= ev.threshold.value) and passes.any()
+    other = {**cfg, "threshold_rule": "quantile"}
+    assert P.validation_threshold(ev.val_maps, other) == ev.honest_thresholds["quantile"]
+    with pytest.raises(P.PipelineError, match="threshold_rule"):
+        P.validation_threshold(ev.val_maps, {**cfg, "threshold_rule": "oracle"})
+    table = P.comparison_table([ev])
+    assert table.loc["conv-ae-l2", "threshold rule"] == ev.threshold.source.split(":")[-1]
 
 
 def test_tau_scale_is_rms_difference(trained: P.Trained, data: P.Data, cfg: dict) -> None:
@@ -191,14 +213,29 @@ def test_smoke_notebook_writes_both_results(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_augmentation_policy() -> None:
-    hz = P.augmentation("hazelnut")
-    assert hz.rot90 and hz.hflip == 0.5 and hz.noise_std > 0
-    bottle = P.augmentation("bottle")
+    free = {"rot90": 1.0, "rot180": 1.05, "hflip": 0.98, "vflip": 1.1}
+    aligned = {"rot90": 2.0, "rot180": 1.7, "hflip": 1.5, "vflip": 1.5}
+    hz = P.augmentation("hazelnut", spread=free)
+    assert hz.rot90 and hz.hflip == 0.5 and hz.vflip == 0.5 and hz.noise_std > 0
+    bottle = P.augmentation("bottle", spread=aligned)
     assert not bottle.rot90 and bottle.hflip == 0 and bottle.vflip == 0 and bottle.noise_std > 0
-    assert P.augmentation("metal_nut").hflip == 0 and P.augmentation("metal_nut").rot90
+    # mirror-symmetric but not rotation-free: flips only
+    mixed = P.augmentation("x", spread={**aligned, "hflip": 1.0})
+    assert mixed.hflip == 0.5 and mixed.vflip == 0 and not mixed.rot90
+    metal = P.augmentation("metal_nut", spread=free)
+    assert metal.hflip == 0 and metal.vflip == 0 and metal.rot90  # a flipped metal nut is a defect
     assert P.augmentation("bottle", "seed").rot90
+    assert not P.augmentation("hazelnut", "noise").rot90
+    with pytest.raises(P.PipelineError, match="orientation check"):
+        P.augmentation("bottle", "auto")
     with pytest.raises(P.PipelineError, match="AUGMENT"):
         P.augmentation("bottle", "everything")
+
+
+def test_load_data_checks_orientation_on_training_images(data: P.Data) -> None:
+    assert set(data.orientation) == {"rot90", "rot180", "hflip", "vflip"}
+    expected = P.augmentation(data.split.category, "auto", data.augment.noise_std, data.orientation)
+    assert data.augment == expected and data.train.augment == expected
 
 
 def test_naive_baselines_use_unaugmented_training_images(data: P.Data, cfg: dict) -> None:
@@ -208,3 +245,25 @@ def test_naive_baselines_use_unaugmented_training_images(data: P.Data, cfg: dict
     assert out == again
     for vals in out.values():
         assert vals["image_auroc"] is not None and 0 <= vals["image_auroc"] <= 1
+
+
+def test_ssim_variant_works_on_grey_images_like_bergmann(
+    tiny_root: Path, data: P.Data, cfg: dict, tmp_path: Path
+) -> None:
+    assert cfg["ssim_channels"] == 1 and data.channels == 3
+    grey = data.for_loss("ssim")
+    assert grey is data.gray and grey.channels == 1 and data.for_loss("l2") is data
+    assert grey.train[0]["image"].shape[0] == 1 and grey.test[0]["image"].shape[0] == 1
+    assert [s.path for s in grey.test.samples] == [s.path for s in data.test.samples]
+    assert grey.train.augment == data.train.augment
+    # grey = luminance of the colour image (up to uint8 rounding)
+    rgb = data.test[0]["image"]
+    lum = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    assert torch.allclose(grey.test[0]["image"][0], lum, atol=2 / 255)
+    tr = P.train_variant(data, {**cfg, "epochs": 1}, "ssim", results_dir=tmp_path, monitor=False, progress=False)
+    assert tr.model.channels == 1 and "-gray" in tr.checkpoint.name
+    ev = P.evaluate(tr, data, cfg)
+    assert ev.x.shape[1] == 1 and ev.maps.shape == (len(data.test), *ev.x.shape[-2:])
+    assert P.params(cfg, tr, data)["channels"] == 1
+    colour = P.load_data(tiny_root, "hazelnut", {**cfg, "ssim_channels": None}, progress=False)
+    assert colour.gray is None and colour.for_loss("ssim") is colour

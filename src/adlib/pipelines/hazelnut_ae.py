@@ -39,7 +39,8 @@ from adlib import metrics as MET
 from adlib import results as R
 from adlib import thresholds as T
 from adlib.data.mvtec import read_mvtec
-from adlib.data.torchdata import ImageDataset, RandomAugment, holdout, make_loader
+from adlib.data.orientation import DEFAULT_TOLERANCE, orientation_free, orientation_spread
+from adlib.data.torchdata import ImageDataset, RandomAugment, Repeated, holdout, make_loader
 from adlib.data.types import DataError, Split
 from adlib.data.validate import validate_split
 from adlib.models.conv_ae import ConvAutoencoder
@@ -56,19 +57,25 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "epochs": 1, "image_size": 64, "latent_dim": 500, "batch_size": 8, "lr": 1e-3,
         "augment_factor": 2, "augment": "auto", "noise_std": 0.02, "val_fraction": 0.25, "synthetic_size": "tiny",
-        "threshold_q": 0.999, "image_threshold_q": 0.95, "score": "max", "latent_sizes": [50, 500], "latent_epochs": 1,
+        "ssim_channels": 1, "threshold_rule": "region", "min_defect_area": 0.002, "region_q": 0.9,
+        "threshold_q": 0.999,
+        "image_threshold_q": 0.95, "score": "max", "latent_sizes": [50, 500], "latent_epochs": 1,
         "monitor_every": 1,
     },
     "cpu": {
         "epochs": 20, "image_size": 64, "latent_dim": 500, "batch_size": 16, "lr": 1e-3,
         "augment_factor": 5, "augment": "auto", "noise_std": 0.02, "val_fraction": 0.1, "synthetic_size": "default",
-        "threshold_q": 0.999, "image_threshold_q": 0.95, "score": "max", "latent_sizes": [50, 100, 500, 1000],
+        "ssim_channels": 1, "threshold_rule": "region", "min_defect_area": 0.002, "region_q": 0.9,
+        "threshold_q": 0.999,
+        "image_threshold_q": 0.95, "score": "max", "latent_sizes": [50, 100, 500, 1000],
         "latent_epochs": 5, "monitor_every": 4,
     },
     "paper": {
         "epochs": 1000, "image_size": 256, "latent_dim": 500, "batch_size": 32, "lr": 1e-3,
         "augment_factor": 5, "augment": "auto", "noise_std": 0.02, "val_fraction": 0.1, "synthetic_size": "default",
-        "threshold_q": 0.999, "image_threshold_q": 0.95, "score": "max", "latent_sizes": [50, 100, 500, 1000],
+        "ssim_channels": 1, "threshold_rule": "region", "min_defect_area": 0.002, "region_q": 0.9,
+        "threshold_q": 0.999,
+        "image_threshold_q": 0.95, "score": "max", "latent_sizes": [50, 100, 500, 1000],
         "latent_epochs": 100, "monitor_every": 10,
     },
 }
@@ -79,35 +86,47 @@ class PipelineError(ValueError):
     """A setting or input that the notebook-01 pipeline cannot use."""
 
 
-ORIENTATION_FREE: frozenset[str] = frozenset(
-    {"hazelnut", "screw", "metal_nut", "carpet", "grid", "leather", "tile", "wood"})
-"""MVTec AD categories whose normal images come in any orientation (round objects placed at
-random, textures): the seed's rotations and flips create no new defects there."""
 NO_FLIP: frozenset[str] = frozenset({"metal_nut"})
-"""Categories where a mirror image is itself a defect (metal_nut has a ``flip`` defect type)."""
+"""Categories where a mirror image is itself a defect (metal_nut has a ``flip`` defect type):
+prior knowledge from the dataset's description, not something the training images can show."""
 
 
-def augmentation(category: str, mode: str = "auto", noise_std: float = 0.02) -> RandomAugment:
+def augmentation(
+    category: str, mode: str = "auto", noise_std: float = 0.02,
+    spread: dict[str, float] | None = None, tolerance: float = DEFAULT_TOLERANCE,
+) -> RandomAugment:
     """The training augmentation for a category.
 
     Args:
         category: dataset category.
         mode: ``"seed"``: rotations by 90 degrees, flips and Gaussian noise (seed 000, hazelnut);
-            ``"noise"``: Gaussian noise only; ``"auto"``: ``"seed"`` for the orientation-free
-            categories of :data:`ORIENTATION_FREE` (without flips for :data:`NO_FLIP`), else
-            ``"noise"``. On aligned objects (bottle, transistor, cable, ...) rotating or mirroring
-            a normal image can create exactly what the test set calls a defect (misplaced,
-            swapped, flipped parts), and it forces the network to reconstruct every orientation.
+            ``"noise"``: Gaussian noise only; ``"auto"``: each geometric transform only where the
+            defect-free training images show it is harmless (``spread`` from
+            :func:`adlib.data.orientation.orientation_spread`; never flips for :data:`NO_FLIP`).
+            On aligned objects (bottle, transistor, cable, ...) rotating or mirroring a normal
+            image makes images no normal sample looks like, and can create what the test set
+            calls a defect (misplaced, swapped, flipped parts).
         noise_std: standard deviation of the added noise (pixels in [0, 1]).
+        spread: the training images' orientation check (needed for ``"auto"``).
+        tolerance: largest distance ratio still called orientation-free.
     """
     if mode not in ("auto", "seed", "noise"):
         raise PipelineError(f"AUGMENT={mode!r}: expected 'auto', 'seed' or 'noise'.")
-    if mode == "auto":
-        mode = "seed" if category in ORIENTATION_FREE else "noise"
+    no_flip = category in NO_FLIP
     if mode == "noise":
         return RandomAugment(hflip=0.0, vflip=0.0, rot90=False, noise_std=noise_std)
-    flip = 0.0 if category in NO_FLIP else 0.5
-    return RandomAugment(hflip=flip, vflip=flip, rot90=True, noise_std=noise_std)
+    if mode == "seed":
+        flip = 0.0 if no_flip else 0.5
+        return RandomAugment(hflip=flip, vflip=flip, rot90=True, noise_std=noise_std)
+    if spread is None:
+        raise PipelineError("AUGMENT='auto' needs the orientation check of the training images "
+                            "(spread=orientation_spread(train_images)).")
+    free = orientation_free(spread, tolerance)
+    return RandomAugment(
+        hflip=0.5 if free["hflip"] and not no_flip else 0.0,
+        vflip=0.5 if free["vflip"] and not no_flip else 0.0,
+        rot90=free["rot90"] and free["rot180"], noise_std=noise_std,
+    )
 
 
 # --------------------------------------------------------------------------- data
@@ -126,6 +145,14 @@ class Data:
     test: ImageDataset
     augment: RandomAugment
     augment_factor: int
+    orientation: dict[str, float] = field(default_factory=dict)
+    """The training images' orientation check (:func:`adlib.data.orientation.orientation_spread`)."""
+    gray: Data | None = None
+    """The same images converted to grey (the SSIM variant's input, ``cfg["ssim_channels"] = 1``)."""
+
+    def for_loss(self, loss: str) -> Data:
+        """The data a variant works on: the grey copy for ``"ssim"`` when one was built."""
+        return self.gray if loss == "ssim" and self.gray is not None else self
 
     @property
     def has_masks(self) -> bool:
@@ -149,19 +176,7 @@ class Data:
         return np.stack([self.test[i]["mask"][0].numpy() > 0.5 for i in range(len(self.test))])
 
 
-class _Repeated(Dataset):
-    """``factor`` augmented passes over a dataset per epoch (on-the-fly augmentation)."""
-
-    def __init__(self, base: ImageDataset, factor: int) -> None:
-        self.base, self.factor = base, int(factor)
-
-    def __len__(self) -> int:
-        return len(self.base) * self.factor
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        if isinstance(key, tuple):
-            return self.base[(int(key[0]) % len(self.base), int(key[1]))]
-        return self.base[int(key) % len(self.base)]
+_Repeated = Repeated  # ``factor`` augmented passes per epoch (batched fetch, see torchdata)
 
 
 def load_data(
@@ -192,22 +207,32 @@ def load_data(
         root = Path(data_root)
     split = read_mvtec(root, category)
     report = validate_split(split, check_images=True, keep_arrays=True, progress=progress)
-    channels = report.channels or 3
+    channels = int(cfg.get("channels") or report.channels or 3)
     train, val = holdout(split.train, cfg["val_fraction"], seed=seed)
     if len(train) < 2 or not val:
         raise PipelineError(
             f"{root}/{category}: {len(split.train)} training images are too few to hold out a "
             "defect-free validation set; add images or lower val_fraction."
         )
-    augment = augmentation(category, cfg.get("augment", "auto"), cfg["noise_std"])
     kw = {"image_size": size, "channels": channels, "decoded": report, "progress": progress}
-    return Data(
-        split=split, synthetic=synthetic, image_size=size, channels=channels,
-        train=ImageDataset(train, augment=augment, seed=seed, **kw),
-        val=ImageDataset(val, **kw),
-        test=ImageDataset(split.test, with_masks=split.has_masks, **kw),
-        augment=augment, augment_factor=int(cfg["augment_factor"]),
-    )
+    train_ds = ImageDataset(train, seed=seed, **kw)
+    spread = orientation_spread(train_ds.images_uint8())
+    augment = augmentation(category, cfg.get("augment", "auto"), cfg["noise_std"], spread)
+    train_ds.augment = augment
+
+    def build(channel_count: int, train_set: ImageDataset) -> Data:
+        k = {**kw, "channels": channel_count}
+        return Data(
+            split=split, synthetic=synthetic, image_size=size, channels=channel_count,
+            train=train_set, val=ImageDataset(val, **k),
+            test=ImageDataset(split.test, with_masks=split.has_masks, **k),
+            augment=augment, augment_factor=int(cfg["augment_factor"]), orientation=spread,
+        )
+
+    data = build(channels, train_ds)
+    if int(cfg.get("ssim_channels") or channels) == 1 and channels != 1:
+        data.gray = build(1, ImageDataset(train, seed=seed, augment=augment, **{**kw, "channels": 1}))
+    return data
 
 
 def describe(data: Data) -> pd.DataFrame:
@@ -278,9 +303,40 @@ def from_map_scale(value: float | np.ndarray, loss: Loss) -> float | np.ndarray:
     return np.sqrt(np.maximum(value, 0)) if loss == "l2" else value
 
 
-def validation_threshold(val_maps: np.ndarray, q: float) -> T.Threshold:
-    """Pixel threshold from the defect-free validation maps only (``q``-quantile of their pixels)."""
-    return T.threshold_from_normal(val_maps, method="quantile", q=q)
+THRESHOLD_RULES: tuple[str, ...] = ("region", "quantile")
+"""Validation-only pixel-threshold rules (see :func:`validation_thresholds`)."""
+
+
+def min_area_pixels(cfg: dict[str, Any], image_size: int) -> int:
+    """The minimum defect area of the region rule in pixels at the working size (at least 2)."""
+    return max(2, round(float(cfg["min_defect_area"]) * image_size * image_size))
+
+
+def validation_thresholds(val_maps: np.ndarray, cfg: dict[str, Any]) -> dict[str, T.Threshold]:
+    """Both pixel thresholds from the defect-free validation maps only.
+
+    * ``"region"`` (after the MVTec AD paper): the lowest threshold at which no validation map
+      has a connected region of at least ``min_defect_area`` (a fraction of the image area);
+      with ``region_q < 1`` the ``region_q``-quantile of the per-image thresholds, so that one
+      unusual normal image among a dozen does not decide alone;
+    * ``"quantile"``: the ``threshold_q``-quantile of all validation pixels.
+
+    ``cfg["threshold_rule"]`` names the one used for the results (:func:`validation_threshold`).
+    """
+    return {
+        "region": T.threshold_from_normal_regions(
+            val_maps, min_area=min_area_pixels(cfg, val_maps.shape[-1]), q=float(cfg["region_q"])),
+        "quantile": T.threshold_from_normal(val_maps, method="quantile", q=float(cfg["threshold_q"])),
+    }
+
+
+def validation_threshold(val_maps: np.ndarray, cfg: dict[str, Any]) -> T.Threshold:
+    """The pixel threshold the results use: rule ``cfg["threshold_rule"]`` of
+    :func:`validation_thresholds`."""
+    rule = cfg.get("threshold_rule", "region")
+    if rule not in THRESHOLD_RULES:
+        raise PipelineError(f"threshold_rule={rule!r}: expected one of {THRESHOLD_RULES}.")
+    return validation_thresholds(val_maps, cfg)[rule]
 
 
 def image_threshold(val_scores: np.ndarray, q: float) -> T.Threshold:
@@ -325,7 +381,7 @@ class Monitor:
     model: torch.nn.Module
     data: Data
     loss: Loss
-    q: float
+    cfg: dict[str, Any]
     every: int
     device: torch.device | str = "cpu"
     score: str = "max"
@@ -339,7 +395,7 @@ class Monitor:
         defects = np.array(self.data.test_defects)
         row = history.epochs[-1]
         if self.data.has_masks:
-            tau = validation_threshold(maps_val, self.q)
+            tau = validation_threshold(maps_val, self.cfg)
             per = MET.per_defect_prf(maps_test, self.data.test_masks(), defects, tau.value)
             for name, vals in per.items():
                 row[f"monitor_f1_{name}"] = float(vals["pixel_f1"] or 0.0)
@@ -384,6 +440,7 @@ def train_variant(
 
     Checkpoints: ``<results_dir>/01_hazelnut_autoencoder/checkpoints/<variant>.pt``.
     """
+    data = data.for_loss(loss)
     latent = int(latent_dim if latent_dim is not None else cfg["latent_dim"])
     n_epochs = int(epochs if epochs is not None else cfg["epochs"])
     torch.manual_seed(seed)
@@ -401,11 +458,11 @@ def train_variant(
 
     callback = None
     if monitor:
-        callback = Monitor(model, data, loss, cfg["threshold_q"], int(cfg["monitor_every"]), device,
+        callback = Monitor(model, data, loss, cfg, int(cfg["monitor_every"]), device,
                            cfg["score"])
         callback._epochs = n_epochs
     tag = (f"{METHODS[loss]}-{data.split.dataset}-{data.split.category}-z{latent}-s{data.image_size}"
-           f"-e{n_epochs}{'' if monitor else '-nomonitor'}")
+           f"-e{n_epochs}{'-gray' if data.channels == 1 else ''}{'' if monitor else '-nomonitor'}")
     ckpt = Path(results_dir) / NOTEBOOK / "checkpoints" / f"{tag}.pt"
     config = {
         "loss": loss, "latent_dim": latent, "image_size": data.image_size, "seed": seed,
@@ -451,6 +508,8 @@ class Evaluation:
     """Image-score threshold from the defect-free validation images (see :func:`image_threshold`)."""
     oracle_image: T.Threshold | None = None
     """ORACLE: best-F1 image threshold on the test set (None without both classes)."""
+    honest_thresholds: dict[str, T.Threshold] = field(default_factory=dict)
+    """Every validation-only pixel threshold (:func:`validation_thresholds`); ``threshold`` is one."""
 
     def scores_frame(self) -> pd.DataFrame:
         """One row per test image: ``path, label, defect, score`` (GUIDE section 2)."""
@@ -467,6 +526,7 @@ def evaluate(
 ) -> Evaluation:
     """Residual maps -> image scores, validation threshold, oracle, and the GUIDE metrics."""
     loss = trained.loss
+    data = data.for_loss(loss)
     x, recon = reconstruct(trained.model, data.test, device)
     maps = anomaly_maps(x, recon, loss)
     val_maps = anomaly_maps(*reconstruct(trained.model, data.val, device), loss)
@@ -474,7 +534,8 @@ def evaluate(
     labels = data.test_labels
     defects = data.test_defects
     masks = data.test_masks()
-    tau = validation_threshold(val_maps, cfg["threshold_q"])
+    honest = validation_thresholds(val_maps, cfg)
+    tau = validation_threshold(val_maps, cfg)
     img_tau = image_threshold(M.image_scores(val_maps, cfg["score"]), cfg["image_threshold_q"])
     oracle_img = (T.oracle_best_f1_threshold(scores, labels)
                   if len(set(np.asarray(labels).tolist())) == 2 else None)
@@ -489,7 +550,7 @@ def evaluate(
         method=METHODS[loss], loss=loss, x=x, recon=recon, maps=maps, val_maps=val_maps,
         scores=scores, labels=labels, defects=defects, masks=masks, threshold=tau, oracle=oracle,
         metrics=summary, oracle_per_defect=oracle_per, paths=[str(s.path) for s in data.test.samples],
-        image_threshold=img_tau, oracle_image=oracle_img,
+        image_threshold=img_tau, oracle_image=oracle_img, honest_thresholds=honest,
     )
 
 
@@ -502,8 +563,16 @@ def per_defect_table(ev: Evaluation) -> pd.DataFrame:
     from adlib.published import published_table
 
     rows = []
+    primary = ev.threshold.source.split(":")[-1]
+    others = {}
+    if ev.masks is not None:
+        others = {t.source.split(":")[-1]: MET.per_defect_prf(ev.maps, ev.masks, ev.defects, t.value)
+                  for t in ev.honest_thresholds.values() if t.source != ev.threshold.source}
     for defect, vals in ev.metrics.get("per_defect", {}).items():
-        rows.append({"defect": defect, "source": f"{ev.method} @ validation threshold", **vals})
+        rows.append({"defect": defect, "source": f"{ev.method} @ validation {primary} (used)", **vals})
+        for name, per in others.items():
+            if defect in per:
+                rows.append({"defect": defect, "source": f"{ev.method} @ validation {name}", **per[defect]})
         if defect in ev.oracle_per_defect:
             rows.append({"defect": defect, "source": f"{ev.method} @ ORACLE best-F1 threshold (test)",
                          **ev.oracle_per_defect[defect]})
@@ -567,7 +636,8 @@ def threshold_study(ev: Evaluation, taus: Sequence[float] = SEED_TAUS, n: int = 
     at = MET.prf_curve(ev.maps, ev.masks, to_map_scale(np.asarray(taus, float), ev.loss))
     at.insert(0, "tau", list(taus))
     at["predicted_pixel_share"] = (at["tp"] + at["fp"]) / ev.masks.size
-    marks = {"validation threshold": float(from_map_scale(ev.threshold.value, ev.loss))}
+    marks = {f"validation {t.source.split(':')[-1]}": float(from_map_scale(t.value, ev.loss))
+             for t in (ev.honest_thresholds.values() or [ev.threshold])}
     if ev.oracle is not None:
         marks["ORACLE best F1 (test)"] = float(from_map_scale(ev.oracle.value, ev.loss))
     return {"at_taus": at.drop(columns=["threshold"]), "curve": curve, "marks": marks}
@@ -622,8 +692,12 @@ def params(cfg: dict[str, Any], trained: Trained, data: Data) -> dict[str, Any]:
     return {
         "epochs": int(trained.history.epochs[-1]["epoch"]) + 1 if trained.history.epochs else 0,
         "image_size": data.image_size, "latent_dim": trained.latent_dim,
+        "channels": data.for_loss(trained.loss).channels,
         "batch_size": cfg["batch_size"], "lr": cfg["lr"], "augment_factor": cfg["augment_factor"],
         "noise_std": cfg["noise_std"], "augment": repr(data.augment), "val_fraction": cfg["val_fraction"],
+        "threshold_rule": cfg["threshold_rule"], "min_defect_area": cfg["min_defect_area"],
+        "region_q": cfg["region_q"],
+        "min_area_pixels": min_area_pixels(cfg, data.image_size),
         "threshold_q": cfg["threshold_q"], "score": cfg["score"], "loss": trained.loss,
         "smooth_sigma": smooth_sigma(data.image_size), "n_train": len(data.train),
         "n_val": len(data.val),
@@ -654,6 +728,11 @@ def comparison_table(
     for ev in evals:
         m = {k: ev.metrics[k] for k in R.METRIC_KEYS}
         m["threshold (display scale)"] = float(from_map_scale(ev.threshold.value, ev.loss))
+        m["threshold rule"] = ev.threshold.source.split(":")[-1]
+        if ev.masks is not None:
+            for t in ev.honest_thresholds.values():
+                if t.source != ev.threshold.source:
+                    m[f"pixel_f1 @ {t.source.split(':')[-1]}"] = MET.pixel_prf(ev.maps, ev.masks, t.value).f1
         if ev.oracle is not None:
             m["ORACLE pixel_f1 (test)"] = ev.oracle_per_defect["all"]["pixel_f1"]
         if ev.image_threshold is not None:
