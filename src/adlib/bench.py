@@ -565,7 +565,7 @@ def run_benchmark(
         quick: tiny synthetic data and the pipelines' ``smoke`` sizes (seconds; for tests).
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         warmup: untimed repetitions first (default 1).
-        reps: timed repetitions, medians reported (default 5; 2 with ``quick``).
+        reps: timed repetitions, medians reported (default 7; 2 with ``quick``).
         min_steps: optimisation steps per repetition at least (whole epochs; default 12, 2 quick).
         min_seconds: seconds per repetition at least, sized from the warm-up (default 5, 0 quick).
         amp: mixed precision on CUDA where safe (autoencoders; not the WGAN-GP).
@@ -582,7 +582,7 @@ def run_benchmark(
     names = resolve_models(models)
     dev = select_device(device)
     warmup = 1 if warmup is None else warmup
-    reps = (2 if quick else 5) if reps is None else reps
+    reps = (2 if quick else 7) if reps is None else reps
     min_steps = (2 if quick else 12) if min_steps is None else min_steps
     min_seconds = (0.0 if quick else 5.0) if min_seconds is None else float(min_seconds)
     threads = available_cores() if threads is None else threads
@@ -736,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", choices=MODELS, help="subset of models (default: all)")
     p.add_argument("--device", default="auto", help='"auto" (default), "cpu" or "cuda"')
     p.add_argument("--warmup", type=int, default=None, help="warm-up repetitions (default 1)")
-    p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5, quick 2)")
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 7, quick 2)")
     p.add_argument("--min-steps", type=int, default=None, help="steps per repetition at least")
     p.add_argument("--min-seconds", type=float, default=None,
                    help="seconds per repetition at least (default 5; 0 with --quick)")

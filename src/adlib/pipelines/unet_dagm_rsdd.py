@@ -356,7 +356,8 @@ def train_variant(
     mse = nn.MSELoss()
 
     def step(m: nn.Module, batch: dict) -> torch.Tensor:
-        x = random_crop_batch(batch["image"].cpu(), crop, crop_gen).to(next(m.parameters()).device)
+        # crop where the batch already is (fit moved it to the device): no round trip to the host
+        x = random_crop_batch(batch["image"], crop, crop_gen).to(next(m.parameters()).device)
         return mse(m(x), x)
 
     config = {"variant": variant, "dataset": data.dataset, "category": data.category,
