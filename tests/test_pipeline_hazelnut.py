@@ -64,7 +64,7 @@ def test_validation_holdout_is_defect_free_and_disjoint(data: P.Data) -> None:
     assert val and train and not (train & val) and not (val & test)
     assert all(s.label == 0 for s in data.val.samples)
     assert data.augment_factor == 2
-    assert len(P._Repeated(data.train, 2)) == 2 * len(data.train)
+    assert len(P.Repeated(data.train, 2)) == 2 * len(data.train)
 
 
 def test_training_logs_losses_and_monitor(trained: P.Trained) -> None:
@@ -125,6 +125,8 @@ def test_both_validation_rules_come_from_validation_maps_only(trained: P.Trained
     assert P.validation_threshold(ev.val_maps, other) == ev.honest_thresholds["quantile"]
     with pytest.raises(P.PipelineError, match="threshold_rule"):
         P.validation_threshold(ev.val_maps, {**cfg, "threshold_rule": "oracle"})
+    with pytest.raises(P.PipelineError, match="threshold_rule"):  # before any data is decoded
+        P.load_data(None, "hazelnut", {**cfg, "threshold_rule": "oracle"}, progress=False)
     table = P.comparison_table([ev])
     assert table.loc["conv-ae-l2", "threshold rule"] == ev.threshold.source.split(":")[-1]
 

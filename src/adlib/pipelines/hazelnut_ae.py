@@ -176,8 +176,6 @@ class Data:
         return np.stack([self.test[i]["mask"][0].numpy() > 0.5 for i in range(len(self.test))])
 
 
-_Repeated = Repeated  # ``factor`` augmented passes per epoch (batched fetch, see torchdata)
-
 
 def load_data(
     data_root: str | Path | None,
@@ -194,6 +192,7 @@ def load_data(
         PipelineError: unusable settings (image size, too few training images).
     """
     size = int(cfg["image_size"])
+    threshold_rule(cfg)  # a bad setting fails here, before any training
     try:
         ConvAutoencoder(latent_dim=1, image_size=size)
     except ValueError as exc:
@@ -333,10 +332,15 @@ def validation_thresholds(val_maps: np.ndarray, cfg: dict[str, Any]) -> dict[str
 def validation_threshold(val_maps: np.ndarray, cfg: dict[str, Any]) -> T.Threshold:
     """The pixel threshold the results use: rule ``cfg["threshold_rule"]`` of
     :func:`validation_thresholds`."""
+    return validation_thresholds(val_maps, cfg)[threshold_rule(cfg)]
+
+
+def threshold_rule(cfg: dict[str, Any]) -> str:
+    """``cfg["threshold_rule"]``, checked against :data:`THRESHOLD_RULES`."""
     rule = cfg.get("threshold_rule", "region")
     if rule not in THRESHOLD_RULES:
         raise PipelineError(f"threshold_rule={rule!r}: expected one of {THRESHOLD_RULES}.")
-    return validation_thresholds(val_maps, cfg)[rule]
+    return rule
 
 
 def image_threshold(val_scores: np.ndarray, q: float) -> T.Threshold:
@@ -446,7 +450,7 @@ def train_variant(
     torch.manual_seed(seed)
     model = ConvAutoencoder(latent_dim=latent, image_size=data.image_size, channels=data.channels)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    loader = make_loader(_Repeated(data.train, data.augment_factor), batch_size=cfg["batch_size"],
+    loader = make_loader(Repeated(data.train, data.augment_factor), batch_size=cfg["batch_size"],
                          shuffle=True, seed=seed, drop_last=len(data.train) * data.augment_factor
                          > cfg["batch_size"])
     loss_fn = loss_function(loss)
@@ -534,8 +538,8 @@ def evaluate(
     labels = data.test_labels
     defects = data.test_defects
     masks = data.test_masks()
-    honest = validation_thresholds(val_maps, cfg)
-    tau = validation_threshold(val_maps, cfg)
+    honest = validation_thresholds(val_maps, cfg)  # both rules, computed once
+    tau = honest[threshold_rule(cfg)]
     img_tau = image_threshold(M.image_scores(val_maps, cfg["score"]), cfg["image_threshold_q"])
     oracle_img = (T.oracle_best_f1_threshold(scores, labels)
                   if len(set(np.asarray(labels).tolist())) == 2 else None)
