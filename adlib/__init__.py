@@ -4,4 +4,4 @@ Nothing happens at import time: submodules are imported explicitly
 (``from adlib import metrics``).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,9 +1,15 @@
 """Results files (GUIDE section 2): write, validate, read, collect into comparison tables.
 
 Each model notebook ends with :func:`save_results`, which writes
-``RESULTS_DIR/<notebook>/<method>-<dataset>-<category>.json`` and, beside it, ``.scores.csv``
-(``path,label,defect,score``; one row per test image). Everything is validated before anything
-is written, and both files are written atomically (temporary file + ``os.replace``).
+``RESULTS_DIR/<notebook>/<method>-<dataset>-<category>-<run_id>.json`` and, beside it,
+``.scores.csv`` (``path,label,defect,score``; one row per test image). ``run_id`` is
+``s<seed>-<hash of the settings>`` (:func:`adlib.experiment.run_id`), so runs that differ in seed
+or settings never overwrite each other; the record also carries the adlib version (with the git
+commit when known) and a UTC timestamp. Everything is validated before anything is written, and
+both files are written atomically (temporary file + ``os.replace``).
+
+Files written before run identities existed (no ``run_id``) still load: their run fields are
+``None`` and the comparison marks them as older runs.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ import json
 import math
 import os
 import re
+import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +37,9 @@ __all__ = [
     "METRIC_KEYS",
     "PER_DEFECT_KEYS",
     "RESULT_KEYS",
+    "RUN_KEYS",
+    "results_name",
+    "version_string",
     "THRESHOLD_SOURCES",
     "save_results",
     "load_results",
@@ -46,7 +58,13 @@ PER_DEFECT_KEYS: tuple[str, ...] = ("pixel_f1", "pixel_precision", "pixel_recall
 RESULT_KEYS: tuple[str, ...] = (
     "notebook", "method", "dataset", "category", "synthetic", "profile", "seed", *METRIC_KEYS,
     "threshold", "threshold_source", "per_defect", "train_seconds", "params",
+    "run_id", "adlib_version", "created",
 )
+RUN_KEYS: tuple[str, ...] = ("run_id", "adlib_version", "created")
+"""The run identity (required when writing; ``None`` in files written before it existed)."""
+OPTIONAL_KEYS: tuple[str, ...] = ("model_bundle",)
+"""Keys a record may carry beyond :data:`RESULT_KEYS`."""
+_RUN_ID = re.compile(r"^s-?\d+-[0-9a-f]{6,16}$")
 THRESHOLD_SOURCES: tuple[str, ...] = ("normal-validation", "oracle-test", "fixed")
 """Allowed prefixes of ``threshold_source`` (e.g. ``"normal-validation:quantile-0.99"``,
 ``"fixed:tau=0.2"``, ``"oracle-test"``)."""
@@ -110,8 +128,9 @@ def validate_results(record: Mapping[str, Any], where: str = "results") -> dict[
     Raises:
         ResultsError: naming the first problem found (missing/unknown keys, types, ranges).
     """
+    record = {**{k: None for k in RUN_KEYS if k not in record}, **record}  # older files
     missing = [k for k in RESULT_KEYS if k not in record]
-    unknown = [k for k in record if k not in RESULT_KEYS]
+    unknown = [k for k in record if k not in RESULT_KEYS and k not in OPTIONAL_KEYS]
     if missing or unknown:
         raise ResultsError(
             f"{where}: missing keys {missing} / unknown keys {unknown}; expected exactly {list(RESULT_KEYS)}."
@@ -168,6 +187,22 @@ def validate_results(record: Mapping[str, Any], where: str = "results") -> dict[
     if not isinstance(record["params"], Mapping):
         raise ResultsError(f"{where}: params must be a dict, got {record['params']!r}.")
     out["params"] = _jsonable(record["params"], where)
+    run, version, created = (record[k] for k in RUN_KEYS)
+    if run is not None and (not isinstance(run, str) or not _RUN_ID.match(run)):
+        raise ResultsError(f"{where}: run_id must look like 's0-3f9a1c' (seed and settings hash), got {run!r}.")
+    if run is not None and not run.startswith(f"s{out['seed']}-"):
+        raise ResultsError(f"{where}: run_id {run!r} does not match seed {out['seed']}.")
+    for key, value in (("adlib_version", version), ("created", created)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ResultsError(f"{where}: {key} must be a non-empty string or None, got {value!r}.")
+    if created is not None:
+        try:
+            datetime.fromisoformat(created.replace("Z", "+00:00"))
+        except ValueError:
+            raise ResultsError(f"{where}: created must be an ISO 8601 time, got {created!r}.") from None
+    out["run_id"], out["adlib_version"], out["created"] = run, version, created
+    if record.get("model_bundle") is not None:
+        out["model_bundle"] = _name("model_bundle", record["model_bundle"], where)
     return out
 
 
@@ -243,6 +278,8 @@ def save_results(
     per_defect: Mapping[str, Mapping[str, float | None]] | None = None,
     train_seconds: float | None = None,
     params: Mapping[str, Any] | None = None,
+    run_id: str,
+    created: str | None = None,
 ) -> Path:
     """Validate, then write the results JSON and its scores CSV (GUIDE section 2).
 
@@ -262,11 +299,14 @@ def save_results(
         per_defect: ``{defect: {pixel_f1, pixel_precision, pixel_recall}}``.
         train_seconds: training wall time.
         params: the run's settings (epochs, image_size, ...); JSON-serialisable.
+        run_id: ``s<seed>-<settings hash>`` (:func:`adlib.experiment.run_id`); part of the
+            file name.
+        created: ISO 8601 UTC time of the run (default: now).
 
     Returns:
         Path of the JSON file.
     """
-    where = f"save_results({notebook}/{method}-{dataset}-{category})"
+    where = f"save_results({notebook}/{method}-{dataset}-{category}-{run_id})"
     m = dict(metrics)
     if "per_defect" in m:
         pd_from_metrics = m.pop("per_defect")
@@ -287,14 +327,43 @@ def save_results(
         "threshold": threshold, "threshold_source": threshold_source,
         "per_defect": per_defect if per_defect is not None else {},
         "train_seconds": train_seconds, "params": params if params is not None else {},
+        "run_id": run_id, "adlib_version": version_string(),
+        "created": created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    if run_id is None:
+        raise ResultsError(f"{where}: run_id is required (adlib.experiment.run_id(seed, settings)).")
     rec = validate_results(record, where)
     df = _validate_scores(scores, where)
     _check_consistency(rec, df, where)
-    json_path = Path(results_dir) / notebook / f"{method}-{dataset}-{category}.json"
+    json_path = Path(results_dir) / notebook / results_name(method, dataset, category, run_id, ".json")
     _atomic_write(json_path.with_name(json_path.stem + ".scores.csv"), df.to_csv(index=False))
     _atomic_write(json_path, json.dumps(rec, indent=2, allow_nan=False) + "\n")
     return json_path
+
+
+def results_name(method: str, dataset: str, category: str, run_id: str, suffix: str = ".json") -> str:
+    """``<method>-<dataset>-<category>-<run_id><suffix>``: the file name of one run's results."""
+    return f"{method}-{dataset}-{category}-{run_id}{suffix}"
+
+
+@lru_cache(maxsize=1)
+def version_string() -> str:
+    """adlib's version, with ``+g<commit>`` (and ``.dirty``) when running from a git checkout."""
+    import adlib
+    from adlib.config import repo_root
+
+    version = adlib.__version__
+    top = repo_root()
+    if top is None or not (top / ".git").exists():
+        return version
+    try:
+        commit = subprocess.run(["git", "-C", str(top), "rev-parse", "--short=7", "HEAD"],
+                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(top), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return version
+    return f"{version}+g{commit}{'.dirty' if dirty else ''}" if commit else version
 
 
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
@@ -348,7 +417,7 @@ def collect_results(results_dir: str | os.PathLike, errors: str = "raise") -> pd
                 raise
             warnings.warn(str(exc), stacklevel=2)
             continue
-        row = {k: v for k, v in rec.items() if k not in ("per_defect", "params")}
+        row = {k: v for k, v in rec.items() if k not in ("per_defect", "params", *OPTIONAL_KEYS)}
         row["per_defect"] = rec["per_defect"]
         row["params"] = rec["params"]
         row["file"] = str(p)
