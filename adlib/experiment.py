@@ -3,9 +3,9 @@
 Every model notebook follows the same five verbs, and every pipeline module builds on the
 helpers here instead of writing its own copy:
 
-1. :func:`settings` — the profile's settings with the notebook's overrides, strictly checked
+1. :func:`adlib.config.settings` — the profile's settings with the notebook's overrides, strictly checked
    (unknown keys, wrong types, ``epochs < 1``, impossible sizes) before anything is read or
-   written; :func:`check_results_dir` refuses a ``RESULTS_DIR`` that cannot be written.
+   written; :func:`adlib.config.check_results_dir` refuses a ``RESULTS_DIR`` that cannot be written.
 2. :func:`load_split` — the synthetic stand-in when ``DATA_ROOT`` is None, the layout's reader,
    and :func:`adlib.data.validate.validate_split` (every image decoded, sizes, channels, masks,
    train/test overlap by content) for every dataset; :func:`hold_out` keeps defect-free
@@ -24,9 +24,7 @@ results files and the checkpoints.
 
 from __future__ import annotations
 
-import ast
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +34,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from adlib import config, results, thresholds
 from adlib import metrics as metric_fns
+from adlib import results, thresholds
+from adlib.config import SettingsError, check_results_dir, settings
 from adlib.data.types import DataError, Sample, Split
 from adlib.train import History, config_hash, load_or_train
 
@@ -48,132 +47,7 @@ __all__ = [
 ]
 
 
-class SettingsError(ValueError):
-    """A notebook parameter or pipeline setting that cannot be used; the message names the fix."""
-
-
-# --------------------------------------------------------------------------- 1. settings
-
-_POSITIVE_INT = ("epochs", "image_size", "batch_size", "latent_dim", "patch_size")
-"""Settings that must be integers >= 1 (also every integer key ending in ``_epochs``, ``_size``,
-``_sizes`` or ``_dim``)."""
-_POSITIVE_SUFFIXES = ("_epochs", "_size", "_sizes", "_dim")
-
-
-def _parse_text(key: str, value: str) -> Any:
-    """A value given as text (``papermill -p KEY '[50, 100]'``) -> a Python literal, or the text."""
-    try:
-        return ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-        return value
-
-
-def _coerce(key: str, value: Any, like: Any, name: str) -> Any:
-    """``value`` in the type of the profile's ``like`` (lists element-wise), or SettingsError."""
-    fix = f"Fix: pass {name} as {type(like).__name__}, like the profile's {like!r}."
-    if like is None:
-        return value
-    if isinstance(value, str) and not isinstance(like, str):
-        value = _parse_text(key, value)
-    if isinstance(like, bool):
-        if isinstance(value, bool):
-            return value
-        raise SettingsError(f"{name}={value!r} must be True or False. {fix}")
-    if isinstance(like, int):
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return int(value)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise SettingsError(f"{name}={value!r} must be an integer. {fix}")
-    if isinstance(like, float):
-        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-            return float(value)
-        raise SettingsError(f"{name}={value!r} must be a number. {fix}")
-    if isinstance(like, (list, tuple)):
-        if not isinstance(value, (list, tuple)):
-            raise SettingsError(f"{name}={value!r} must be a list, e.g. {list(like)!r}. {fix}")
-        if not value:
-            raise SettingsError(f"{name}=[] is empty: give at least one value, e.g. {list(like)!r}.")
-        if like:
-            value = [_coerce(key, v, like[0], f"{name}[{i}]") for i, v in enumerate(value)]
-        return type(like)(value)
-    if isinstance(like, str) and not isinstance(value, str):
-        raise SettingsError(f"{name}={value!r} must be text. {fix}")
-    return value
-
-
-def _check_ranges(cfg: Mapping[str, Any], names: Mapping[str, str]) -> None:
-    """Generic ranges: positive counts and sizes, fractions strictly between 0 and 1."""
-    for key, value in cfg.items():
-        name = names.get(key, key)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        if key in _POSITIVE_INT or key.endswith(_POSITIVE_SUFFIXES):
-            for v in values:
-                if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v < 1:
-                    raise SettingsError(f"{name}={value!r}: must be at least 1 "
-                                        f"(0 would train or build nothing). Fix: pass a positive integer.")
-        if key.endswith("_fraction") and isinstance(value, float) and not 0.0 < value < 1.0:
-            raise SettingsError(f"{name}={value!r}: a fraction strictly between 0 and 1 is needed.")
-
-
-def settings(
-    profile: str,
-    table: Mapping[str, Mapping[str, Any]],
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    names: Mapping[str, str] | None = None,
-    check: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """The profile's settings with the non-``None`` overrides applied, strictly checked.
-
-    Args:
-        profile: ``"smoke" | "cpu" | "paper"``.
-        table: the pipeline's ``PROFILES`` table.
-        overrides: ``{setting key: value}`` from the notebook parameters (``None`` = keep the
-            profile value). Text that holds a literal (``'[50]'``, ``'5'``) is parsed when the
-            profile's value is not text; anything else of the wrong type is refused.
-        names: ``{setting key: notebook parameter name}`` for the messages (e.g.
-            ``{"epochs": "EPOCHS"}``); default: the upper-case key.
-        check: the pipeline's own checks, called with the merged settings; raise
-            :class:`SettingsError` there.
-
-    Raises:
-        SettingsError: an unknown key, a wrong type or an impossible value, naming the
-            parameter and the fix.
-    """
-    name = config.resolve_profile(profile)
-    if name not in table:
-        raise SettingsError(f"No settings for PROFILE={name!r}; this pipeline has {sorted(table)}.")
-    cfg = dict(table[name])
-    labels = {k: (names or {}).get(k, k.upper()) for k in {*cfg, *(overrides or {})}}
-    for key, value in (overrides or {}).items():
-        if key not in cfg:
-            raise SettingsError(f"Unknown setting {labels[key]} ({key!r}); known: {sorted(cfg)}.")
-        if value is not None:
-            cfg[key] = _coerce(key, value, cfg[key], labels[key])
-    _check_ranges(cfg, labels)
-    if check is not None:
-        check(cfg)
-    return cfg
-
-
-def check_results_dir(results_dir: str | os.PathLike) -> Path:
-    """Create ``RESULTS_DIR`` if needed and prove it is writable, before any training.
-
-    Raises:
-        SettingsError: naming the folder and the fix.
-    """
-    path = Path(results_dir).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise SettingsError(
-            f"RESULTS_DIR={str(results_dir)!r} cannot be written ({exc.strerror or exc}). "
-            "Fix: pass a folder you can write to, e.g. -p RESULTS_DIR results."
-        ) from None
-    return path
+# --------------------------------------------------------------------------- 1. run identity
 
 
 def run_id(seed: int, cfg: Mapping[str, Any], **identity: Any) -> str:

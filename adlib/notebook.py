@@ -70,7 +70,7 @@ def check_parameters(seed: Any = 0, results_dir: str | os.PathLike | None = None
     Raises:
         adlib.experiment.SettingsError: naming the parameter and the fix.
     """
-    from adlib.experiment import SettingsError, check_results_dir
+    from adlib.config import SettingsError, check_results_dir
 
     history: list[str] = []
     try:
