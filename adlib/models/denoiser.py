@@ -17,7 +17,7 @@ ORIGINAL patch, not the reconstruction, so the mask learns to add back what the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +79,7 @@ def denoiser_loss(denoised: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def denoiser_step(
     autoencoder: nn.Module | None = None, noise_std: float = 0.05
 ) -> Callable[[nn.Module, Mapping[str, torch.Tensor]], torch.Tensor]:
-    """A ``step_fn(denoiser, batch) -> loss`` for :func:`adlib.train.fit`.
+    """A ``step_fn(denoiser, batch, ctx) -> loss`` for :func:`adlib.train.fit`.
 
     The batch is ``{"image": x, "recon": AE(x)}`` (reconstructions precomputed by the frozen AE)
     or ``{"image": x}``, in which case the frozen ``autoencoder`` reconstructs it here. Gaussian
@@ -91,7 +91,7 @@ def denoiser_step(
         for p in autoencoder.parameters():
             p.requires_grad_(False)
 
-    def step(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def step(model: nn.Module, batch: Mapping[str, torch.Tensor], ctx: Any = None) -> torch.Tensor:
         x = batch["image"]
         recon = batch.get("recon")
         if recon is None:

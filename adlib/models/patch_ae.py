@@ -17,7 +17,7 @@ convolutions with a sigmoid output (patches are in ``[0, 1]``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -167,7 +167,7 @@ def _image(batch: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 def training_step(kind: Kind | str, noise_std: float = 0.1, beta: float = 1.0
                   ) -> Callable[[nn.Module, torch.Tensor | Mapping[str, torch.Tensor]], torch.Tensor]:
-    """A ``step_fn(model, batch) -> loss`` for :func:`adlib.train.fit`.
+    """A ``step_fn(model, batch, ctx) -> loss`` for :func:`adlib.train.fit`.
 
     * ``sae``: ``mse(AE(x), x)``
     * ``dae``: ``mse(AE(x + N(0, noise_std^2)), x)`` (noisy input, clean target)
@@ -177,7 +177,7 @@ def training_step(kind: Kind | str, noise_std: float = 0.1, beta: float = 1.0
     if kind not in KINDS:
         raise ValueError(f"Unknown patch autoencoder {kind!r}: expected one of {', '.join(KINDS)}.")
 
-    def step(model: nn.Module, batch: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def step(model: nn.Module, batch: torch.Tensor | Mapping[str, torch.Tensor], ctx: Any = None) -> torch.Tensor:
         x = _image(batch)
         if kind == "cvae":
             recon, mu, logvar = model.forward_stats(x, sample=True)  # type: ignore[operator]
