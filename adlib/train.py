@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import math
 import os
-import random
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,61 +31,18 @@ import numpy as np
 import torch
 from torch import nn
 
-CHECKPOINT_FORMAT = 1
-
-
-class DeviceError(ValueError):
-    """The requested device is not available on this machine."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be used (unreadable, wrong format or for another model)."""
-
-
-# --------------------------------------------------------------------------- seeding and devices
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (CPU and all CUDA devices).
-
-    Args:
-        seed: the seed.
-        deterministic: also ask cuDNN for deterministic kernels (slower on GPU, no effect on CPU).
-    """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-
-
-def select_device(device: str | torch.device = "auto") -> torch.device:
-    """Resolve ``"auto"``, ``"cpu"`` or ``"cuda"`` (``"cuda:1"``) to a ``torch.device``.
-
-    Raises:
-        DeviceError: ``"cuda"`` was asked for but no CUDA GPU is visible, or the name is unknown.
-    """
-    name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"DEVICE={str(device)!r} but no CUDA GPU is visible to torch {torch.__version__}; "
-                'set DEVICE = "auto" or "cpu" (or install a CUDA build of torch).'
-            )
-        dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"DEVICE={str(device)!r} but only {torch.cuda.device_count()} CUDA device(s) exist."
-            )
-        return dev
-    raise DeviceError(f'Unknown DEVICE={str(device)!r}: expected "auto", "cpu" or "cuda".')
+from adlib.checkpoints import (  # noqa: F401 - re-exported: adlib.train is where users look
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    clean_stale_temporaries,
+    get_rng_state,
+    load_checkpoint,
+    restore_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from adlib.history import History
+from adlib.runtime import DeviceError, seed_everything, select_device  # noqa: F401 - re-exported
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -98,172 +52,6 @@ def config_hash(config: Mapping[str, Any]) -> str:
     """
     text = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------- history
-
-
-@dataclass
-class History:
-    """Training record: one row per optimisation step and one per epoch.
-
-    Step rows hold ``epoch``, ``step`` (global index) and the values the step returned (``loss``
-    for the default step). Epoch rows hold ``epoch``, the step values averaged over the epoch,
-    validation values (``val_*``), learning rates (``lr``/``lr_<name>``) and ``seconds``.
-    """
-
-    steps: list[dict[str, float]] = field(default_factory=list)
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    trained: bool = True
-    """``False`` when :func:`load_or_train` loaded finished weights instead of training."""
-
-    @property
-    def train_seconds(self) -> float:
-        """Total wall time over all recorded epochs (including those before a resume)."""
-        return float(sum(row.get("seconds", 0.0) for row in self.epochs))
-
-    def to_frame(self, per: str = "epoch"):
-        """The record as a ``pandas.DataFrame`` (``per="epoch"`` or ``"step"``)."""
-        import pandas as pd
-
-        if per not in ("epoch", "step"):
-            raise ValueError(f'per must be "epoch" or "step", got {per!r}')
-        return pd.DataFrame(self.epochs if per == "epoch" else self.steps)
-
-    to_dataframe = to_frame
-
-    def state_dict(self) -> dict[str, list[dict[str, float]]]:
-        """Plain lists/dicts/floats, safe for ``torch.load(weights_only=True)``."""
-        return {"steps": [dict(r) for r in self.steps], "epochs": [dict(r) for r in self.epochs]}
-
-    @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any]) -> History:
-        """Inverse of :meth:`state_dict`."""
-        return cls(steps=[dict(r) for r in state["steps"]], epochs=[dict(r) for r in state["epochs"]])
-
-    def plot(self, per: str = "step", **kwargs: Any):
-        """Shortcut for :func:`adlib.viz.training_curves`."""
-        from adlib.viz import training_curves
-
-        return training_curves(self, per=per, **kwargs)
-
-    def __repr__(self) -> str:
-        last = self.epochs[-1] if self.epochs else {}
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("epoch",))
-        return f"History({len(self.epochs)} epochs, {len(self.steps)} steps; last: {shown})"
-
-
-# --------------------------------------------------------------------------- RNG state
-
-
-def _loader_generators(loader: Any) -> list[torch.Generator]:
-    """The ``torch.Generator`` objects that drive a DataLoader's shuffling (deduplicated)."""
-    found: list[torch.Generator] = []
-    candidates = [
-        getattr(loader, "generator", None),
-        getattr(getattr(loader, "sampler", None), "generator", None),
-        getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None),
-    ]
-    for gen in candidates:
-        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
-            found.append(gen)
-    return found
-
-
-def get_rng_state(loader: Any = None) -> dict[str, Any]:
-    """Every random-number state needed to continue a run identically, as tensors/lists."""
-    py_version, py_state, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
-    state: dict[str, Any] = {
-        "python": {
-            "version": int(py_version),
-            "state": torch.tensor(py_state, dtype=torch.int64),
-            "gauss": py_gauss,
-        },
-        "numpy": {
-            "name": str(np_name),
-            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "gauss": float(np_gauss),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "loader": [g.get_state() for g in _loader_generators(loader)] if loader is not None else [],
-    }
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any], loader: Any = None) -> None:
-    """Restore the states saved by :func:`get_rng_state`."""
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
-    npy = state["numpy"]
-    np.random.set_state(
-        (npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["gauss"])
-    )
-    torch.set_rng_state(state["torch"].cpu())
-    cuda_states = state.get("cuda") or []
-    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
-    if loader is not None:
-        gens = _loader_generators(loader)
-        saved = state.get("loader") or []
-        if len(saved) != len(gens):
-            warnings.warn(
-                f"The checkpoint holds {len(saved)} data-loader generator state(s) but the loader has "
-                f"{len(gens)}; the resumed shuffling order will differ from an uninterrupted run.",
-                stacklevel=3,
-            )
-        for gen, gen_state in zip(gens, saved, strict=False):
-            gen.set_state(gen_state.cpu())
-
-
-# --------------------------------------------------------------------------- checkpoint files
-
-
-def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` with ``torch.save`` atomically.
-
-    The data go to a temporary file in the same folder, are flushed to disk, then renamed over
-    ``path`` with ``os.replace``; a crash or ``KeyboardInterrupt`` at any moment leaves either
-    the old file or the new one, never a partial file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(dict(state), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`fit` with ``torch.load(weights_only=True)``.
-
-    Raises:
-        CheckpointError: the file is unreadable or not an adlib training checkpoint.
-    """
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name and the fix
-        raise CheckpointError(
-            f"Cannot read checkpoint {path}: {exc}. Delete the file to retrain from scratch."
-        ) from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} is not an adlib training checkpoint (format {CHECKPOINT_FORMAT}); "
-            "delete it to retrain from scratch."
-        )
-    return state
 
 
 # --------------------------------------------------------------------------- the loop
@@ -363,17 +151,6 @@ def _as_schedulers(scheduler: Any) -> dict[str, Any]:
     return {"main": scheduler}
 
 
-def _wants_context(step_fn: Callable) -> bool:
-    try:
-        params = inspect.signature(step_fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = [
-        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
-
-
 def _to_float(value: Any) -> float:
     if isinstance(value, torch.Tensor):
         return float(value.detach().float().item())
@@ -429,6 +206,83 @@ def _learning_rates(optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, f
     return {f"lr_{name}": float(opt.param_groups[0]["lr"]) for name, opt in optimizers.items()}
 
 
+def default_step(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> StepFn:
+    """The autoencoder step ``loss_fn(model(x), x)`` in fit's one step protocol."""
+
+    def step(model: nn.Module, batch: Any, ctx: StepContext) -> torch.Tensor:
+        x = batch_input(batch)  # the model input: the tensor, or batch["image"]
+        with ctx.autocast():  # float16 forward under AMP, a no-op otherwise
+            return loss_fn(model(x), x)  # reconstruct the input and compare with it
+
+    return step
+
+
+def _resume(
+    ckpt: Path, run_hash: str | None, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: dict[str, Any], scaler: Any, loader: Any, epochs: int,
+) -> tuple[History, int]:
+    """The history and next epoch of a matching checkpoint (``(History(), 0)`` otherwise)."""
+    state = load_checkpoint(ckpt)
+    if run_hash is not None and state.get("config_hash") != run_hash:
+        print(f"Checkpoint {ckpt} was written for another configuration "
+              f"({state.get('config_hash')} != {run_hash}); training from scratch.")
+        return History(), 0
+    restore_state(state, model, optimizers, schedulers, scaler)
+    set_rng_state(state["rng"], loader)
+    start = int(state["epoch"])
+    if start < epochs:
+        print(f"Resuming from {ckpt} after epoch {start}/{epochs}.")
+    return History.from_state_dict(state["history"]), start
+
+
+def _checkpoint_state(
+    *, epoch_done: int, epochs: int, finished: bool, run_hash: str | None,
+    config: Mapping[str, Any] | None, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: dict[str, Any], scaler: Any, history: History, loader: Any,
+) -> dict[str, Any]:
+    """Everything a checkpoint holds (weights, optimizers, schedulers, history, RNG states)."""
+    return {
+        "format": CHECKPOINT_FORMAT, "epoch": epoch_done, "epochs": epochs, "finished": finished,
+        "config_hash": run_hash,
+        "config": json.dumps(config, sort_keys=True, default=str) if config is not None else None,
+        "model": model.state_dict(),
+        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+        "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "history": history.state_dict(), "rng": get_rng_state(loader),
+        "torch_version": str(torch.__version__),
+    }
+
+
+def _step_values(out: Any, ctx: StepContext) -> dict[str, float | torch.Tensor]:
+    """Apply a step's result: a loss tensor is back-propagated here, a dict was already applied."""
+    if isinstance(out, torch.Tensor):
+        if len(ctx.optimizers) != 1:
+            raise ValueError(f"step_fn returned a loss tensor but fit() has {len(ctx.optimizers)} "
+                             "optimizers; do the updates in step_fn and return a dict of floats.")
+        ctx.backward_step(out, next(iter(ctx.optimizers.values())))
+        return {"loss": _step_value("loss", out)}
+    if isinstance(out, Mapping):
+        return {k: _step_value(k, v) for k, v in out.items()}
+    raise TypeError(f"step_fn must return a tensor or a dict, not {type(out).__name__}")
+
+
+def _run_epoch(
+    model: nn.Module, loader: Iterable, step: StepFn, *, epoch: int, first_step: int,
+    device: torch.device, optimizers: dict[str, torch.optim.Optimizer], scaler: Any, amp: bool,
+) -> list[dict[str, Any]]:
+    """One pass over ``loader``: a row per step (values stay tensors until the epoch ends)."""
+    model.train()
+    rows: list[dict[str, Any]] = []
+    for batch_index, batch in enumerate(loader):
+        batch = _to_device(batch, device)  # non-blocking copy on CUDA
+        ctx = StepContext(epoch, first_step + len(rows), batch_index, device, optimizers, scaler, amp)
+        values = _step_values(step(model, batch, ctx), ctx)  # forward, backward, update
+        rows.append({"epoch": epoch, "step": ctx.step, **values})  # no host sync per step
+    _rows_to_float(rows)  # one transfer per device for the whole epoch
+    return rows
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
@@ -459,12 +313,12 @@ def fit(
         optimizer: one optimizer, or a dict ``{name: optimizer}`` (all are checkpointed).
         epochs: total number of epochs (a resumed run trains only the missing ones).
         device: where the model and batches go (``"auto"``, ``"cpu"``, ``"cuda"`` or a device).
-        step_fn: custom step. ``step_fn(model, batch)`` or ``step_fn(model, batch, ctx)``
-            (:class:`StepContext`). Returning a loss **tensor** lets fit do ``zero_grad``/
-            ``backward``/``step`` with the single optimizer; returning a **dict** of floats
-            means the step did its own updates (several optimizers) and the dict is logged.
-            Logged values may be one-element tensors (e.g. ``loss.detach()``): they are
-            converted to floats once per epoch, not per step (no host sync per step on GPU).
+        step_fn: custom step ``step_fn(model, batch, ctx)`` (:class:`StepContext`), the one step
+            protocol. Returning a loss **tensor** lets fit do ``zero_grad``/``backward``/
+            ``step`` with the single optimizer; returning a **dict** means the step did its own
+            updates (several optimizers) and the dict is logged. Logged values may be
+            one-element tensors (e.g. ``loss.detach()``): they are converted to floats once per
+            epoch, not per step (no host sync per step on GPU).
         val_fn: ``val_fn(model) -> float | dict`` run after each epoch under ``torch.no_grad()``
             with the model in eval mode; logged as ``val_loss`` / ``val_<key>``.
         scheduler: LR scheduler(s), stepped once per epoch (``ReduceLROnPlateau`` gets
@@ -505,96 +359,35 @@ def fit(
         warnings.warn("Mixed precision (amp=True) is only used on CUDA; training in float32.", stacklevel=2)
         amp = False
     scaler = torch.amp.GradScaler("cuda") if amp else None
-    wants_ctx = step_fn is not None and _wants_context(step_fn)
+    step = step_fn if step_fn is not None else default_step(loss_fn)
     run_hash = config_hash(config) if config is not None else None
 
     model.to(device)
-    history = History()
-    start_epoch = 0
+    history, start_epoch = History(), 0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-
-    if ckpt is not None and resume and ckpt.exists():
-        state = load_checkpoint(ckpt)
-        if run_hash is not None and state.get("config_hash") != run_hash:
-            print(
-                f"Checkpoint {ckpt} was written for another configuration "
-                f"({state.get('config_hash')} != {run_hash}); training from scratch."
-            )
-        else:
-            _restore(state, model, optimizers, schedulers, scaler)
-            history = History.from_state_dict(state["history"])
-            start_epoch = int(state["epoch"])
-            set_rng_state(state["rng"], train_loader)
-            if start_epoch < epochs:
-                print(f"Resuming from {ckpt} after epoch {start_epoch}/{epochs}.")
+    if ckpt is not None:
+        clean_stale_temporaries(ckpt)
+        if resume and ckpt.exists():
+            history, start_epoch = _resume(ckpt, run_hash, model, optimizers, schedulers, scaler,
+                                           train_loader, epochs)
 
     def save(epoch_done: int, finished: bool) -> None:
-        if ckpt is None:
-            return
-        save_checkpoint(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "epoch": epoch_done,
-                "epochs": epochs,
-                "finished": finished,
-                "config_hash": run_hash,
-                "config": json.dumps(config, sort_keys=True, default=str) if config is not None else None,
-                "model": model.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "history": history.state_dict(),
-                "rng": get_rng_state(train_loader),
-                "torch_version": str(torch.__version__),
-            },
-            ckpt,
-        )
+        if ckpt is not None:
+            save_checkpoint(_checkpoint_state(
+                epoch_done=epoch_done, epochs=epochs, finished=finished, run_hash=run_hash,
+                config=config, model=model, optimizers=optimizers, schedulers=schedulers,
+                scaler=scaler, history=history, loader=train_loader), ckpt)
 
-    global_step = history.steps[-1]["step"] + 1 if history.steps else 0
-    bar = tqdm(
-        range(start_epoch, epochs),
-        total=epochs,
-        initial=start_epoch,
-        desc=desc,
-        unit="epoch",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    bar = tqdm(range(start_epoch, epochs), total=epochs, initial=start_epoch, desc=desc,
+               unit="epoch", disable=not progress, dynamic_ncols=True)
     if history.epochs:
         bar.set_postfix(_postfix(history.epochs[-1]))
     try:
         for epoch in bar:
-            model.train()
             t0 = time.perf_counter()
-            rows: list[dict[str, float]] = []
-            for batch_index, batch in enumerate(train_loader):
-                batch = _to_device(batch, device)
-                ctx = StepContext(epoch, global_step, batch_index, device, optimizers, scaler, amp)
-                if step_fn is None:
-                    x = batch_input(batch)
-                    with ctx.autocast():
-                        out = loss_fn(model(x), x)
-                elif wants_ctx:
-                    out = step_fn(model, batch, ctx)
-                else:
-                    out = step_fn(model, batch)
-                if isinstance(out, torch.Tensor):
-                    if len(optimizers) != 1:
-                        raise ValueError(
-                            "step_fn returned a loss tensor but fit() has "
-                            f"{len(optimizers)} optimizers; do the updates in step_fn and "
-                            "return a dict of floats."
-                        )
-                    ctx.backward_step(out, next(iter(optimizers.values())))
-                    values = {"loss": _step_value("loss", out)}
-                elif isinstance(out, Mapping):
-                    values = {k: _step_value(k, v) for k, v in out.items()}
-                else:
-                    raise TypeError(f"step_fn must return a tensor or a dict, not {type(out).__name__}")
-                # tensors stay on the device until the epoch ends: no host sync per step
-                rows.append({"epoch": epoch, "step": global_step, **values})
-                global_step += 1
-            _rows_to_float(rows)
+            first = history.steps[-1]["step"] + 1 if history.steps else 0
+            rows = _run_epoch(model, train_loader, step, epoch=epoch, first_step=int(first),
+                              device=device, optimizers=optimizers, scaler=scaler, amp=amp)
             record: dict[str, float] = {"epoch": epoch, **_epoch_means(rows)}
             if val_fn is not None:
                 model.eval()
@@ -635,33 +428,6 @@ def _step_schedulers(schedulers: dict[str, Any], record: Mapping[str, float]) ->
                 sched.step(metric)
         else:
             sched.step()
-
-
-def _restore(
-    state: Mapping[str, Any],
-    model: nn.Module,
-    optimizers: dict[str, torch.optim.Optimizer],
-    schedulers: dict[str, Any],
-    scaler: Any,
-) -> None:
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"The checkpoint does not fit this model ({exc}); delete it or pass another path."
-        ) from exc
-    saved_opts = state.get("optimizers", {})
-    if optimizers and set(saved_opts) != set(optimizers):
-        raise CheckpointError(
-            f"The checkpoint holds optimizers {sorted(saved_opts)} but fit() got {sorted(optimizers)}."
-        )
-    for name, opt in optimizers.items():
-        opt.load_state_dict(saved_opts[name])
-    for name, sched in schedulers.items():
-        if name in state.get("schedulers", {}):
-            sched.load_state_dict(state["schedulers"][name])
-    if scaler is not None and state.get("scaler") is not None:
-        scaler.load_state_dict(state["scaler"])
 
 
 def load_or_train(
@@ -706,7 +472,7 @@ def load_or_train(
         if state is not None and state.get("config_hash") == wanted and state.get("finished"):
             dev = select_device(device)
             model.to(dev)
-            _restore(state, model, _as_optimizers(optimizer), {}, None)
+            restore_state(state, model, _as_optimizers(optimizer), {}, None)
             history = History.from_state_dict(state["history"])
             history.trained = False
             print(

@@ -327,8 +327,45 @@ def test_tensor_step_values_become_float_rows_without_per_step_sync(monkeypatch)
     assert hist.epochs[0]["loss"] == pytest.approx(np.mean([r["loss"] for r in first]))
     assert np.isnan(hist.epochs[0]["odd"])  # only NaN values: the epoch mean is NaN
     hist2 = fit(model, loader, optimizer=opt, epochs=1, progress=False,
-                step_fn=lambda m, b: nn.functional.mse_loss(m(b[0]), b[0]))
+                step_fn=lambda m, b, ctx: nn.functional.mse_loss(m(b[0]), b[0]))
     assert all(isinstance(r["loss"], float) for r in hist2.steps)
     with pytest.raises(ValueError, match="scalar"):
         fit(model, loader, optimizer=opt, epochs=1, progress=False,
             step_fn=lambda m, b, ctx: {"loss": m(b[0])})
+
+
+def test_killed_checkpoint_write_leaves_a_temporary_that_the_next_start_removes(tmp_path, capsys) -> None:
+    """A SIGKILL during save_checkpoint leaves '.<name>.<random>.tmp'; the next fit removes it and says so."""
+    torch.manual_seed(0)
+    x = torch.rand(8, 3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=4)
+    ckpt = tmp_path / "model.pt"
+    stale = tmp_path / ".model.pt.k1ll3d.tmp"
+    stale.write_bytes(b"\0" * 4096)
+    other = tmp_path / "notes.tmp"  # not ours: never touched
+    other.write_text("keep")
+    model = nn.Linear(3, 3)
+    fit(model, loader, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=1,
+        loss_fn=nn.functional.mse_loss, checkpoint_path=ckpt, progress=False)
+    assert not stale.exists() and other.exists() and ckpt.exists()
+    assert "removed stale temporary file" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".model.pt.*.tmp"))  # the new write left nothing behind
+
+
+def test_every_step_gets_the_context_one_protocol() -> None:
+    """fit calls step_fn(model, batch, ctx) always; a two-argument step is refused by Python itself."""
+    x = torch.rand(8, 3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=4)
+    model = nn.Linear(3, 3)
+    seen = []
+
+    def step(m, batch, ctx):
+        seen.append((ctx.epoch, ctx.step, ctx.batch_index))
+        return nn.functional.mse_loss(m(batch[0]), batch[0])
+
+    fit(model, loader, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, step_fn=step,
+        progress=False)
+    assert seen == [(0, 0, 0), (0, 1, 1), (1, 2, 0), (1, 3, 1)]
+    with pytest.raises(TypeError, match="positional argument"):
+        fit(model, loader, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=1,
+            step_fn=lambda m, b: nn.functional.mse_loss(m(b[0]), b[0]), progress=False)
