@@ -7,7 +7,9 @@ order with papermill, passing ``PROFILE`` and an absolute ``RESULTS_DIR`` as par
     reports/<profile>/NN_name.ipynb       executed notebooks (outputs kept)
     reports/<profile>/NN_name.html        the same, as HTML
     reports/<profile>/results/            RESULTS_DIR shared by every run
-    reports/<profile>/index.html          status, duration and error of each run + comparison tables
+    reports/<profile>/index.html          status, duration and error of each run, the results of
+                                          this run (mean ± sd over seeds, n), older results flagged,
+                                          and the comparison notebook's tables
     reports/<profile>/summary.json        the same, machine readable
 
 A failing notebook is reported and the others still run; the exit status is 1 if any failed.
@@ -25,7 +27,10 @@ Parameter sweeps (``--params sweep.yaml``)::
                                 # (or an explicit list: [bottle, screw])
 
 Notebooks not named in ``runs`` run once with the shared parameters. All runs share one
-RESULTS_DIR, so the comparison notebook (which runs last, in file order) sees every result. The
+RESULTS_DIR, so the comparison notebook (which runs last, in file order) sees every result.
+The report records its start in ``RESULTS_DIR/.report-run.json``: the index and the comparison
+notebook show the results written since then, and list older files in the folder with their
+date instead of mixing them in. Runs that differ only in ``SEED`` are averaged (mean ± sd, n). The
 comparison notebook may write HTML fragments to ``RESULTS_DIR/comparison/*.html``; the index
 page embeds them under "Comparison tables".
 
@@ -35,17 +40,23 @@ Nothing here imports papermill or nbconvert until a report actually runs.
 from __future__ import annotations
 
 import argparse
-import html
-import json
 import os
 import re
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from adlib.report_index import (  # noqa: F401 - the index page lives in its own module
+    _fmt_seconds,
+    _short_params,
+    comparison_fragments,
+    record_start,
+    results_overview,
+    write_index,
+)
 
 __all__ = ["NotebookRun", "ReportError", "RunResult", "main", "plan_runs", "run_report"]
 
@@ -311,88 +322,6 @@ def _execute(
     )
 
 
-# --------------------------------------------------------------------------- index page
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; margin: 1rem 0; }
-th, td { border: 1px solid #ccc; padding: .35rem .6rem; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-.ok { color: #17663a; font-weight: 600; } .failed { color: #b00020; font-weight: 600; }
-code, .error { font-family: ui-monospace, monospace; font-size: .85em; }
-.comparison { margin: 1.5rem 0; }
-"""
-
-
-def _fmt_seconds(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def _short_params(parameters: dict[str, Any]) -> str:
-    shown = {k: v for k, v in parameters.items() if k not in ("PROFILE", "RESULTS_DIR")}
-    return ", ".join(f"{k}={v!r}" for k, v in shown.items())
-
-
-def comparison_fragments(results_dir: Path) -> list[Path]:
-    """HTML fragments written by the comparison notebook (``RESULTS_DIR/comparison/*.html``)."""
-    folder = results_dir / "comparison"
-    return sorted(folder.glob("*.html")) if folder.is_dir() else []
-
-
-def write_index(out_dir: Path, profile: str, results: list[RunResult], results_dir: Path, pending: int = 0) -> Path:
-    """Write ``index.html`` and ``summary.json`` for the runs so far; return the index path."""
-    from adlib import __version__
-
-    failed = sum(r.status != "ok" for r in results)
-    rows = []
-    for i, r in enumerate(results, 1):
-        name = html.escape(r.output_stem)
-        link = f'<a href="{html.escape(r.html)}">{name}</a>' if r.html else name
-        extra = f' (<a href="{html.escape(r.notebook)}">ipynb</a>)' if r.notebook else ""
-        error = f'<span class="error">{html.escape(r.error)}</span>' if r.error else ""
-        rows.append(
-            f"<tr><td>{i}</td><td>{link}{extra}</td><td><code>{html.escape(_short_params(r.parameters))}</code></td>"
-            f'<td class="{r.status}">{r.status}</td><td>{_fmt_seconds(r.seconds)}</td><td>{error}</td></tr>'
-        )
-    fragments = comparison_fragments(results_dir)
-    if fragments:
-        tables = "\n".join(
-            f'<div class="comparison"><h3>{html.escape(f.stem)}</h3>\n{f.read_text(encoding="utf-8")}\n</div>'
-            for f in fragments
-        )
-    else:
-        tables = (
-            "<p>No comparison tables were produced (the comparison notebook writes them to "
-            f"<code>{html.escape(str(results_dir / 'comparison'))}/*.html</code>).</p>"
-        )
-    total = sum(r.seconds for r in results)
-    status_line = (
-        f"{len(results)} run(s): {len(results) - failed} ok, {failed} failed"
-        + (f", {pending} still to run" if pending else "")
-        + f"; total {_fmt_seconds(total)}."
-    )
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>adlib report ({html.escape(profile)})</title><style>{_STYLE}</style></head>
-<body>
-<h1>adlib report: profile <code>{html.escape(profile)}</code></h1>
-<p>Generated {datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")} by adlib {html.escape(__version__)}.
-{html.escape(status_line)} Results folder: <code>{html.escape(str(results_dir))}</code>.</p>
-<h2>Notebooks</h2>
-<table><thead><tr><th>#</th><th>Notebook</th><th>Parameters</th><th>Status</th><th>Duration</th><th>Error</th></tr></thead>
-<tbody>
-{chr(10).join(rows)}
-</tbody></table>
-<h2>Comparison tables</h2>
-{tables}
-</body></html>
-"""
-    index = out_dir / "index.html"
-    index.write_text(page, encoding="utf-8")
-    summary = {"profile": profile, "results_dir": str(results_dir), "runs": [asdict(r) for r in results]}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
-    return index
-
-
 # --------------------------------------------------------------------------- entry points
 def run_report(
     profile: str | None = None,
@@ -430,6 +359,8 @@ def run_report(
     out_dir = (Path(out) / profile).resolve()
     results_dir = out_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
+    record_start(results_dir, profile)
+    wall_start = time.time()
 
     results: list[RunResult] = []
     previous = os.environ.get("ADLIB_PROFILE")
@@ -442,13 +373,13 @@ def run_report(
             results.append(result)
             detail = f"  {result.error}" if result.error else ""
             print(f"[{i}/{len(plan)}] {result.status:6s} {run.output_stem} in {_fmt_seconds(result.seconds)}{detail}", flush=True)
-            write_index(out_dir, profile, results, results_dir, pending=len(plan) - i)
+            write_index(out_dir, profile, results, results_dir, pending=len(plan) - i, since=wall_start)
     finally:
         if previous is None:
             os.environ.pop("ADLIB_PROFILE", None)
         else:
             os.environ["ADLIB_PROFILE"] = previous
-    index = write_index(out_dir, profile, results, results_dir)
+    index = write_index(out_dir, profile, results, results_dir, since=wall_start)
     failed = [r.output_stem for r in results if r.status != "ok"]
     print(
         f"Report: {index}  ({len(results) - len(failed)} ok, {len(failed)} failed, "

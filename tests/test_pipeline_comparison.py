@@ -8,16 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adlib import results
+from adlib import metrics, results
+from adlib.config import SettingsError
 from adlib.pipelines import baselines as B
 from adlib.pipelines import comparison as C
+from adlib.pipelines import comparison_views as V
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _save(root: Path, notebook: str, method: str, dataset: str, category: str, synthetic: bool,
           scores: np.ndarray, labels: np.ndarray, params: dict | None = None,
-          pixel_f1: float | None = None) -> Path:
+          pixel_f1: float | None = None, seed: int = 0, created: str | None = None) -> Path:
     defects = np.where(labels == 1, "crack", "good")
     frame = pd.DataFrame({"path": [f"img{i}.png" for i in range(len(labels))], "label": labels,
                           "defect": defects, "score": scores})
@@ -28,9 +30,9 @@ def _save(root: Path, notebook: str, method: str, dataset: str, category: str, s
         m.update(pixel_f1=pixel_f1, pixel_precision=pixel_f1, pixel_recall=pixel_f1, pixel_auroc=0.8)
         thr, src = 0.5, "normal-validation:max"
     return results.save_results(root, notebook=notebook, method=method, dataset=dataset,
-                                category=category, synthetic=synthetic, profile="smoke", seed=0,
+                                category=category, synthetic=synthetic, profile="smoke", seed=seed,
                                 metrics=m, scores=frame, threshold=thr, threshold_source=src,
-                                params=params or {})
+                                params=params or {}, run_id=f"s{seed}-abc123", created=created)
 
 
 @pytest.fixture()
@@ -64,7 +66,7 @@ def test_empty_or_missing_results_dir(tmp_path: Path) -> None:
     assert c.frame.empty and C.data_groups(c.frame) == []
     assert "No results files" in c.summary()
     assert C.threshold_table(c.frame).empty
-    assert C.roc_target(c.frame) is None
+    assert V.roc_target(c.frame) is None
 
 
 def test_synthetic_and_real_are_separate_tables(results_dir: Path) -> None:
@@ -76,7 +78,7 @@ def test_synthetic_and_real_are_separate_tables(results_dir: Path) -> None:
     ours_real = real[~real["source"].str.startswith("PUBLISHED")]
     assert set(ours_syn["data"]) == {"synthetic stand-in"} and list(ours_syn["method"]) == ["conv-ae-l2"]
     assert set(ours_real["data"]) == {"real"} and list(ours_real["method"]) == ["f-anogan"]
-    fragments, _ = C.dataset_fragments(df)
+    fragments, _ = V.dataset_fragments(df)
     assert [f.name for f in fragments] == ["01_dagm_synthetic", "02_mvtec_real", "03_mvtec_synthetic"]
     assert "SYNTHETIC" in fragments[2].caption and "not comparable" in fragments[2].caption
 
@@ -114,12 +116,12 @@ def test_threshold_table_honest_vs_oracle(results_dir: Path) -> None:
 
 def test_roc_recomputed_from_scores(results_dir: Path) -> None:
     df = C.load_comparison(results_dir).frame
-    curves = C.roc_inputs(df, "mvtec", "hazelnut", True)
+    curves = V.roc_inputs(df, "mvtec", "hazelnut", True)
     ((labels, scores),) = curves.values()
     row = df[df["method"] == "conv-ae-l2"].iloc[0]
-    assert C.M.image_auroc(scores, labels) == pytest.approx(row["image_auroc"])
-    assert C.roc_target(df)[2] is False  # ties broken towards real data
-    fig = C.metric_heatmap(C.comparison_table(df, "mvtec", True))
+    assert metrics.image_auroc(scores, labels) == pytest.approx(row["image_auroc"])
+    assert V.roc_target(df)[2] is False  # ties broken towards real data
+    fig = V.metric_heatmap(C.comparison_table(df, "mvtec", True))
     assert fig.axes
 
 
@@ -127,8 +129,8 @@ def test_write_fragments_replaces_stale_files(results_dir: Path) -> None:
     folder = results_dir / C.FRAGMENT_DIR
     folder.mkdir()
     (folder / "old.html").write_text("stale")
-    fragments, _ = C.dataset_fragments(C.load_comparison(results_dir).frame)
-    paths = C.write_fragments(results_dir, fragments)
+    fragments, _ = V.dataset_fragments(C.load_comparison(results_dir).frame)
+    paths = V.write_fragments(results_dir, fragments)
     assert not (folder / "old.html").exists()
     assert sorted(p.name for p in folder.glob("*.html")) == sorted(p.name for p in paths)
     text = paths[0].read_text()
@@ -140,9 +142,12 @@ def test_write_fragments_replaces_stale_files(results_dir: Path) -> None:
 
 
 def test_baseline_params_validated_early() -> None:
-    with pytest.raises(B.BaselineError):
-        B.settings_for("smoke", image_size=4)
-    with pytest.raises(B.BaselineError):
+    with pytest.raises(SettingsError, match="IMAGE_SIZE"):
+        B.settings("smoke", {"image_size": 4})
+    with pytest.raises(SettingsError, match="BASELINE_DATASETS"):
+        B.settings("smoke", {"targets": "mvtec"})
+    assert B.settings("smoke", {"targets": '[["dagm", "Class8"]]'})["targets"] == [["dagm", "Class8"]]
+    with pytest.raises(SettingsError):
         B.resolve_targets(None, "mvtec", None, [["sem", "nanofibres"]])
     assert B.resolve_targets("/data", "dagm", "Class8") == [("dagm", "Class8")]
     assert B.resolve_targets(None, "mvtec", "x") == list(B.SYNTHETIC_TARGETS)
@@ -150,9 +155,9 @@ def test_baseline_params_validated_early() -> None:
 
 def test_baselines_pipeline_on_tiny_synthetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADLIB_DATA", str(tmp_path / "data"))
-    settings = B.settings_for("smoke")
-    loaded = B.load_targets([("mvtec", "bottle")], None, settings)
-    runs = B.run_all(loaded, settings, profile="smoke", results_dir=tmp_path / "res")
+    cfg = B.settings("smoke")
+    loaded = B.load_targets([("mvtec", "bottle")], None, cfg)
+    runs = B.run_all(loaded, cfg, profile="smoke", run="s0-0a1b2c", results_dir=tmp_path / "res")
     assert [r.method for r in runs] == list(B.METHODS)
     for run in runs:
         rec = results.load_results(run.results_path)
@@ -171,6 +176,46 @@ def test_baselines_pipeline_on_tiny_synthetic(tmp_path: Path, monkeypatch: pytes
     assert fig.axes
     table = B.runs_table(runs)
     assert list(table["method"]) == list(B.METHODS)
+
+
+def test_seeds_of_one_experiment_are_averaged_with_n(tmp_path: Path) -> None:
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    for seed, scores in ((0, [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]), (1, [0.1, 0.2, 0.8, 0.7, 0.3, 0.9])):
+        _save(tmp_path, "01_hazelnut_autoencoder", "conv-ae-l2", "mvtec", "hazelnut", True,
+              np.array(scores), labels, pixel_f1=0.4 + 0.1 * seed, seed=seed)
+    df = C.load_comparison(tmp_path).frame
+    assert len(df) == 2 and sorted(df["seed"]) == [0, 1]  # two files, nothing overwritten
+    agg = C.aggregate_seeds(df)
+    aurocs = sorted(df["image_auroc"])
+    assert len(agg) == 1 and agg.loc[0, "n"] == 2 and agg.loc[0, "seeds"] == [0, 1]
+    assert agg.loc[0, "image_auroc"] == pytest.approx(np.mean(aurocs))
+    assert agg.loc[0, "image_auroc_sd"] == pytest.approx(np.std(aurocs, ddof=1))
+    table = C.comparison_table(df, "mvtec", True, with_published=False)
+    assert list(table["n"]) == [2]
+    assert table.loc[0, "pixel_f1"] == f"{0.45:.3f} ± {np.std([0.4, 0.5], ddof=1):.3f}"
+    overview = C.overview_table(df)
+    assert overview.loc[0, "n"] == 2 and overview.loc[0, "seeds"] == "0, 1"
+    fig = V.metric_heatmap(table)  # the heat map reads the mean of "mean ± sd" cells
+    assert fig.axes[0].images[0].get_array()[0, 0] == pytest.approx(np.mean(aurocs), abs=5e-4)
+
+
+def test_results_older_than_the_report_run_are_listed_not_mixed_in(tmp_path: Path) -> None:
+    labels = np.array([0, 0, 1, 1])
+    _save(tmp_path, "01_hazelnut_autoencoder", "conv-ae-l2", "mvtec", "hazelnut", True,
+          np.array([0.1, 0.2, 0.7, 0.8]), labels, created="2026-01-01T10:00:00Z")
+    _save(tmp_path, "04_fanogan_vs_autoencoder", "f-anogan", "mvtec", "bottle", True,
+          np.array([0.1, 0.2, 0.7, 0.8]), labels, created="2026-01-02T10:00:00Z")
+    everything = C.load_comparison(tmp_path)  # no report marker: every file counts
+    assert len(everything.frame) == 2 and everything.older.empty and everything.since is None
+    (tmp_path / C.REPORT_RUN_FILE).write_text('{"started": "2026-01-02T00:00:00Z"}')
+    current = C.load_comparison(tmp_path)
+    assert list(current.frame["method"]) == ["f-anogan"] and current.since == "2026-01-02T00:00:00Z"
+    older = C.older_table(current)
+    assert list(older["method"]) == ["conv-ae-l2"] and older.loc[0, "created"] == "2026-01-01T10:00:00Z"
+    assert "older results file(s)" in current.summary()
+    frags = V.build_fragments(current.frame, others_present=True, older=older)
+    assert frags[-1].name == "99_older_results_not_shown" and "OLDER" in frags[-1].caption
+    assert len(C.load_comparison(tmp_path, since=None).frame) == 2
 
 
 def test_sweep_examples_parse() -> None:

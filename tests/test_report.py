@@ -168,3 +168,61 @@ def test_relative_data_root_in_sweep_is_read_from_the_sweep_folder(tmp_path: Pat
     assert params["parameters"]["DATA_ROOT"] == str((tmp_path / "data").resolve())
     assert params["runs"][0]["parameters"]["DATA_ROOT"] == "/abs/mvtec"
     assert params["runs"][1]["parameters"]["DATA_ROOT"] == str((tmp_path / "sweeps" / "dagm").resolve())
+
+
+RESULTS_BODY = """
+import numpy as np, pandas as pd
+from adlib import experiment, results
+if FAIL:
+    raise RuntimeError("this run fails before writing")
+labels = np.array([0, 0, 0, 1, 1, 1])
+scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]) + 0.05 * SEED * np.array([0, 0, 1, 0, -1, 0])
+frame = pd.DataFrame({"path": [f"{i}.png" for i in range(6)], "label": labels,
+                      "defect": np.where(labels == 1, "crack", "good"), "score": scores})
+m = dict.fromkeys(results.METRIC_KEYS)
+m.update(results.image_metrics_from_scores(frame))
+results.save_results(RESULTS_DIR, notebook="01_fake", method="fake-ae", dataset="mvtec", category="bottle",
+                     synthetic=True, profile=PROFILE, seed=SEED, metrics=m, scores=frame,
+                     run_id=experiment.run_id(SEED, {"epochs": 1}))
+"""
+
+
+@pytest.mark.slow
+def test_seed_sweep_keeps_both_runs_and_a_failed_rerun_shows_no_stale_rows(tmp_path: Path) -> None:
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(
+        'import os\nPROFILE = os.environ.get("ADLIB_PROFILE", "cpu")\nRESULTS_DIR = "results"\nSEED = 0\nFAIL = False\n')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# test"), params, nbformat.v4.new_code_cell(RESULTS_BODY)]
+    nbformat.write(nb, folder / "01_fake.ipynb")
+    sweep = tmp_path / "seeds.yaml"
+    sweep.write_text('runs:\n  - {notebook: "01", name: seed0, parameters: {SEED: 0}}\n'
+                     '  - {notebook: "01", name: seed1, parameters: {SEED: 1}}\n')
+    out = tmp_path / "reports"
+    args = ["--profile", "smoke", "--notebook-dir", str(folder), "--out", str(out), "--timeout", "120"]
+    assert report.main([*args, "--params", str(sweep)]) == 0
+    res = out / "smoke" / "results" / "01_fake"
+    assert sorted(p.name for p in res.glob("*.json")) == [
+        f"fake-ae-mvtec-bottle-s{s}-{report_hash}.json" for s, report_hash in
+        ((0, _hash()), (1, _hash()))]
+    index = (out / "smoke" / "index.html").read_text()
+    section = index.split("<h2>Results of this run</h2>")[1].split("<h2>")[0]
+    row = next(r for r in section.split("<tr>") if "fake-ae" in r)
+    assert "<td>2</td>" in row and "<td>0, 1</td>" in row and " ± " in row  # n = 2, mean ± sd
+
+    failing = tmp_path / "fail.yaml"
+    failing.write_text('runs:\n  - {notebook: "01", name: again, parameters: {FAIL: true}}\n')
+    assert report.main([*args, "--params", str(failing)]) == 1
+    index = (out / "smoke" / "index.html").read_text()
+    section = index.split("<h2>Results of this run</h2>")[1].split("<h2>")[0]
+    assert "No results files were written by this report run" in section
+    assert "Older results" in section and section.count("fake-ae") == 2  # listed with dates, not as results
+
+
+def _hash() -> str:
+    from adlib.experiment import run_id
+
+    return run_id(0, {"epochs": 1}).split("-")[1]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import adlib
 from adlib import published, results
 from adlib.results import ResultsError
 from adlib.thresholds import threshold_from_normal
@@ -37,23 +39,26 @@ def _save(tmp_path, **over):
     kwargs = dict(notebook="01_hazelnut_autoencoder", method="conv-ae-l2", dataset="mvtec",
                   category="hazelnut", synthetic=True, profile="smoke", seed=0, metrics=summary,
                   scores=df, threshold=thr, train_seconds=1.5,
-                  params={"epochs": np.int64(2), "image_size": 16, "lr": np.float32(0.001)})
+                  params={"epochs": np.int64(2), "image_size": 16, "lr": np.float32(0.001)},
+                  run_id="s0-3f9a1c")
     kwargs.update(over)
     return results.save_results(tmp_path, **kwargs)
 
 
 def test_round_trip_and_layout(tmp_path):
     path = _save(tmp_path)
-    assert path == tmp_path / "01_hazelnut_autoencoder" / "conv-ae-l2-mvtec-hazelnut.json"
+    assert path == tmp_path / "01_hazelnut_autoencoder" / "conv-ae-l2-mvtec-hazelnut-s0-3f9a1c.json"
     raw = json.loads(path.read_text())
     assert list(raw) == list(results.RESULT_KEYS)
+    assert raw["run_id"] == "s0-3f9a1c" and raw["adlib_version"].startswith(adlib.__version__)
+    assert datetime.fromisoformat(raw["created"].replace("Z", "+00:00")).tzinfo is not None
     assert raw["threshold_source"] == "normal-validation:max"
     assert raw["params"] == {"epochs": 2, "image_size": 16, "lr": pytest.approx(0.001)}
     assert sorted(raw["per_defect"]) == ["crack", "cut"]
     for key in results.METRIC_KEYS:
         assert raw[key] is None or 0 <= raw[key] <= 1
     assert results.load_results(path) == raw
-    csv = path.with_name("conv-ae-l2-mvtec-hazelnut.scores.csv")
+    csv = path.with_name("conv-ae-l2-mvtec-hazelnut-s0-3f9a1c.scores.csv")
     scores = results.load_scores(csv)
     assert list(scores.columns) == ["path", "label", "defect", "score"] and len(scores) == 8
     again = results.image_metrics_from_scores(csv)
@@ -101,6 +106,9 @@ def test_metric_validation(tmp_path, change, message):
         ({"threshold": 0.3, "threshold_source": "best-on-test"}, "oracle-test"),
         ({"train_seconds": -1}, "train_seconds"),
         ({"params": {"model": object()}}, "JSON"),
+        ({"run_id": "seed0"}, "run_id"),
+        ({"run_id": "s1-3f9a1c"}, "does not match seed 0"),
+        ({"created": "yesterday"}, "ISO 8601"),
     ],
 )
 def test_field_validation(tmp_path, over, message):
@@ -160,3 +168,27 @@ def test_published_numbers_are_fractions_with_sources():
     s3 = published.published_table(seed=3)
     assert len(s3) == 36 and set(s3["metric"]) == {"patch_auroc", "patch_precision", "patch_recall", "patch_f1"}
     assert all(isinstance(v, float) and not math.isnan(v) for v in df["value"])
+
+
+def test_runs_that_differ_in_seed_or_settings_never_overwrite(tmp_path):
+    from adlib.experiment import run_id
+
+    cfg = {"epochs": 1, "image_size": 16}
+    ids = {run_id(0, cfg), run_id(1, cfg), run_id(0, {**cfg, "epochs": 2}), run_id(0, cfg, data_root="/x")}
+    assert len(ids) == 4 and run_id(0, cfg) == run_id(0, dict(reversed(list(cfg.items()))))
+    assert run_id(0, cfg).split("-")[1] == run_id(1, cfg).split("-")[1]  # settings hash without the seed
+    paths = {_save(tmp_path, seed=int(r[1]), run_id=r) for r in sorted(ids)}
+    assert len(paths) == 4 and all(p.is_file() for p in paths)
+
+
+def test_files_written_before_run_ids_still_load(tmp_path):
+    path = _save(tmp_path)
+    raw = json.loads(path.read_text())
+    for key in results.RUN_KEYS:
+        raw.pop(key)
+    old = path.with_name("conv-ae-l2-mvtec-hazelnut.json")
+    old.write_text(json.dumps(raw))
+    path.with_name(path.stem + ".scores.csv").rename(old.with_name(old.stem + ".scores.csv"))
+    path.unlink()
+    rec = results.load_results(old)
+    assert rec["run_id"] is None and rec["created"] is None and rec["adlib_version"] is None

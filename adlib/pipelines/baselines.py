@@ -6,12 +6,13 @@ like the deep models (anomaly map -> image score = maximum of the smoothed map) 
 ordinary results files (methods ``variation-model`` and ``patch-pca``, notebook ``05_comparison``),
 so the comparison tables show what the deep models add.
 
-The notebook calls::
+The notebook calls (the same protocol as the model notebooks, :mod:`adlib.experiment`)::
 
-    settings = settings_for(PROFILE, image_size=IMAGE_SIZE)
-    targets = resolve_targets(DATA_ROOT, DATASET, CATEGORY, BASELINE_DATASETS)
-    loaded = load_targets(targets, DATA_ROOT, settings, SEED)      # read + validate everything first
-    runs = run_all(loaded, settings, profile=..., seed=SEED, results_dir=RESULTS_DIR)
+    cfg = settings(PROFILE, {"image_size": IMAGE_SIZE, "targets": BASELINE_DATASETS})
+    targets = resolve_targets(DATA_ROOT, DATASET, CATEGORY, cfg["targets"])
+    run = experiment.run_id(SEED, cfg, data_root=DATA_ROOT, targets=targets)
+    loaded = load_targets(targets, DATA_ROOT, cfg)      # read + validate everything first
+    runs = run_all(loaded, cfg, profile=..., seed=SEED, run=run, results_dir=RESULTS_DIR)
 
 Thresholds come from defect-free validation images held out of ``train/good``: the pixel
 threshold is a quantile of the validation maps, the image threshold a quantile of the
@@ -22,7 +23,7 @@ results ``params`` under names starting with ``oracle_``, and never used for the
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +32,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from adlib import config, maps, metrics, results, thresholds
+from adlib import config, experiment, maps, metrics, thresholds
 from adlib.baselines import PatchPCA, VariationModel
-from adlib.data.torchdata import ImageDataset, holdout
+from adlib.config import SettingsError
+from adlib.data.torchdata import ImageDataset
 from adlib.data.types import Split
-from adlib.data.validate import validate_split
 
 __all__ = [
-    "NOTEBOOK", "METHODS", "SYNTHETIC_TARGETS", "PROFILES", "BaselineError", "BaselineData",
-    "BaselineRun", "settings_for", "resolve_targets", "load_split", "load_targets", "prepare",
+    "NOTEBOOK", "METHODS", "SYNTHETIC_TARGETS", "PROFILES", "PARAMETERS", "BaselineData",
+    "BaselineRun", "settings", "resolve_targets", "load_split", "load_targets", "prepare",
     "run_baseline", "run_all", "runs_table", "explorer",
 ]
 
@@ -56,45 +57,46 @@ PROFILES: dict[str, dict[str, Any]] = {
         "synthetic_size": "tiny", "image_size": 32, "val_fraction": 0.25, "patch": 4,
         "n_components": 6, "n_train_patches": 2_000, "map_sigma": 1.0,
         "pixel_quantile": 0.99, "image_quantile": 0.95, "max_test": 24,
+        "targets": [list(t) for t in SYNTHETIC_TARGETS],
     },
     "cpu": {
         "synthetic_size": "default", "image_size": 128, "val_fraction": 0.1, "patch": 8,
         "n_components": 16, "n_train_patches": 20_000, "map_sigma": 2.0,
         "pixel_quantile": 0.99, "image_quantile": 0.95, "max_test": None,
+        "targets": [list(t) for t in SYNTHETIC_TARGETS],
     },
     "paper": {
         "synthetic_size": "default", "image_size": 256, "val_fraction": 0.1, "patch": 8,
         "n_components": 24, "n_train_patches": 50_000, "map_sigma": 4.0,
         "pixel_quantile": 0.99, "image_quantile": 0.95, "max_test": None,
+        "targets": [list(t) for t in SYNTHETIC_TARGETS],
     },
 }
 """Per-profile settings. ``image_size``: square size every image is resized to (the variation
 model needs aligned pixels); ``patch``/``n_components``/``n_train_patches``: PatchPCA;
 ``map_sigma``: Gaussian smoothing of the maps; ``*_quantile``: validation thresholds;
-``max_test``: cap on test images (smoke only; evenly spread over the sorted test list)."""
-
-
-class BaselineError(ValueError):
-    """A bad notebook parameter for the baselines (raised before any data is read)."""
+``max_test``: cap on test images (smoke only; evenly spread over the sorted test list);
+``targets``: the [dataset, category] pairs of the synthetic stand-ins (with DATA_ROOT None)."""
+PARAMETERS: dict[str, str] = {"image_size": "IMAGE_SIZE", "targets": "BASELINE_DATASETS"}
+"""Setting key -> notebook parameter name (for the messages of :func:`settings`)."""
 
 
 # --------------------------------------------------------------------------- settings and data
 
 
-def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
-    """The profile's settings with non-``None`` overrides (keys of :data:`PROFILES`).
+def _check(cfg: dict[str, Any]) -> None:
+    if int(cfg["image_size"]) < 2 * int(cfg["patch"]):
+        raise SettingsError(f"IMAGE_SIZE={cfg['image_size']} is too small for {cfg['patch']}-pixel patches; "
+                            f"use at least {2 * cfg['patch']}.")
+
+
+def settings(profile: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The profile's settings with non-``None`` overrides (keys of :data:`PROFILES`), strictly checked.
 
     Raises:
-        BaselineError: unknown keys or an unusable image size.
+        SettingsError: unknown keys, wrong types or an unusable image size.
     """
-    unknown = sorted(set(overrides) - set(PROFILES["cpu"]))
-    if unknown:
-        raise BaselineError(f"Unknown baseline setting(s) {unknown}; known: {sorted(PROFILES['cpu'])}.")
-    s = config.pick(profile, PROFILES, overrides)
-    if int(s["image_size"]) < 2 * int(s["patch"]):
-        raise BaselineError(f"IMAGE_SIZE={s['image_size']} is too small for {s['patch']}-pixel patches; "
-                            f"use at least {2 * s['patch']}.")
-    return s
+    return config.settings(profile, PROFILES, overrides, names=PARAMETERS, check=_check)
 
 
 def resolve_targets(
@@ -109,29 +111,30 @@ def resolve_targets(
     Otherwise: the one real ``(dataset, category)`` under ``data_root``.
 
     Raises:
-        BaselineError: an unknown layout or a malformed target list.
+        SettingsError: an unknown layout or a malformed target list.
     """
     if data_root is not None:
         pairs = [(dataset, category)]
     else:
         if synthetic_targets is None or isinstance(synthetic_targets, str):
-            raise BaselineError("BASELINE_DATASETS must be a list of [dataset, category] pairs, "
+            raise SettingsError("BASELINE_DATASETS must be a list of [dataset, category] pairs, "
                                 "e.g. [['mvtec', 'hazelnut'], ['dagm', 'Class8']].")
         pairs = [tuple(p) for p in synthetic_targets]
     out: list[tuple[str, str]] = []
     for pair in pairs:
         if len(pair) != 2 or not all(isinstance(x, str) and x for x in pair):
-            raise BaselineError(f"Baseline target {pair!r}: expected [dataset, category] strings.")
+            raise SettingsError(f"Baseline target {pair!r}: expected [dataset, category] strings.")
         if pair[0] not in LAYOUTS:
-            raise BaselineError(f"Baseline target {pair!r}: dataset must be one of {LAYOUTS} "
+            raise SettingsError(f"Baseline target {pair!r}: dataset must be one of {LAYOUTS} "
                                 "(the layouts whose images can be aligned pixel by pixel).")
         out.append((pair[0], pair[1]))
     return list(dict.fromkeys(out))
 
 
-def load_split(dataset: str, category: str, data_root: str | Path | None, settings: dict[str, Any],
-               seed: int = 0) -> tuple[Split, bool]:
-    """Read and validate one dataset; ``data_root`` None means its synthetic stand-in.
+def load_split(dataset: str, category: str, data_root: str | Path | None,
+               cfg: dict[str, Any]) -> tuple[Split, bool]:
+    """Read and validate one dataset (:func:`adlib.experiment.load_split`); ``data_root`` None
+    means its synthetic stand-in.
 
     Returns:
         ``(split, synthetic)``.
@@ -139,29 +142,15 @@ def load_split(dataset: str, category: str, data_root: str | Path | None, settin
     Raises:
         DataError: missing or malformed data (names the path and the fix).
     """
-    synthetic = data_root is None
-    if synthetic:
-        from adlib.data.synthetic import ensure_synthetic
-
-        root = ensure_synthetic(dataset, category, size=settings["synthetic_size"], seed=seed, progress=False)
-    else:
-        root = Path(data_root).expanduser()
-    if dataset == "mvtec":
-        from adlib.data.mvtec import read_mvtec
-
-        split = read_mvtec(root, category)
-    else:
-        from adlib.data.dagm import read_dagm
-
-        split = read_dagm(root, category, progress=False)
-    validate_split(split, check_images=True, progress=False)
-    return split, synthetic
+    loaded = experiment.load_split(dataset, data_root, category, synthetic_size=cfg["synthetic_size"],
+                                   keep_arrays=False, progress=False)
+    return loaded.split, loaded.synthetic
 
 
 def load_targets(targets: Sequence[tuple[str, str]], data_root: str | Path | None,
-                 settings: dict[str, Any], seed: int = 0) -> list[tuple[Split, bool]]:
+                 cfg: dict[str, Any]) -> list[tuple[Split, bool]]:
     """:func:`load_split` for every target, so bad input fails before anything is fitted."""
-    return [load_split(d, c, data_root, settings, seed) for d, c in targets]
+    return [load_split(d, c, data_root, cfg) for d, c in targets]
 
 
 @dataclass
@@ -193,14 +182,12 @@ def _spread(samples: list, n: int | None) -> list:
     return [samples[i] for i in np.unique(idx)]
 
 
-def prepare(split: Split, synthetic: bool, settings: dict[str, Any], seed: int = 0) -> BaselineData:
+def prepare(split: Split, synthetic: bool, cfg: dict[str, Any], seed: int = 0) -> BaselineData:
     """Hold out defect-free validation images and decode train/validation/test once."""
-    train_s, val_s = holdout(split.train, settings["val_fraction"], seed)
-    if not val_s:
-        raise BaselineError(f"{split.root}: no validation images could be held out of train "
-                            f"({len(split.train)} defect-free images); add defect-free images.")
-    test_s = _spread(sorted(split.test, key=lambda s: str(s.path)), settings["max_test"])
-    kw = {"image_size": settings["image_size"], "channels": split.channels, "progress": False}
+    train_s, val_s = experiment.hold_out(split.train, cfg["val_fraction"], seed,
+                                         where=f"{split.root} ({split.category})", min_train=1)
+    test_s = _spread(sorted(split.test, key=lambda s: str(s.path)), cfg["max_test"])
+    kw = {"image_size": cfg["image_size"], "channels": split.channels, "progress": False}
     train, _ = _arrays(ImageDataset(train_s, **kw), False)
     val, _ = _arrays(ImageDataset(val_s, **kw), False)
     test, masks = _arrays(ImageDataset(test_s, with_masks=split.has_masks, **kw), split.has_masks)
@@ -214,17 +201,11 @@ def prepare(split: Split, synthetic: bool, settings: dict[str, Any], seed: int =
 
 @dataclass
 class BaselineRun:
-    """One baseline on one dataset: maps, scores, thresholds, metrics and the results file."""
+    """One baseline on one dataset: its evaluation (maps, scores, thresholds, metrics) and file."""
 
     method: str
     data: BaselineData
-    maps: np.ndarray
-    scores: np.ndarray
-    pixel_threshold: thresholds.Threshold
-    image_threshold: thresholds.Threshold
-    metrics: dict[str, Any]
-    extra: dict[str, Any]
-    """Image-level F1 at the validation threshold and the ``oracle_*`` numbers (also in params)."""
+    evaluation: experiment.Evaluation
     train_seconds: float
     results_path: Path
 
@@ -233,14 +214,29 @@ class BaselineRun:
         """``method on dataset/category``."""
         return f"{self.method} on {self.data.split.dataset}/{self.data.split.category}"
 
+    @property
+    def maps(self) -> np.ndarray:
+        """The smoothed test anomaly maps."""
+        return self.evaluation.maps
 
-def _model(method: str, settings: dict[str, Any], seed: int) -> VariationModel | PatchPCA:
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The GUIDE metrics."""
+        return self.evaluation.metrics
+
+    @property
+    def pixel_threshold(self) -> thresholds.Threshold:
+        """The validation pixel threshold (quantile of the defect-free validation maps)."""
+        return self.evaluation.pixel_thresholds["quantile"]
+
+
+def _model(method: str, cfg: dict[str, Any], seed: int) -> VariationModel | PatchPCA:
     if method == "variation-model":
         return VariationModel()
     if method == "patch-pca":
-        return PatchPCA(patch=settings["patch"], n_components=settings["n_components"],
-                        n_train_patches=settings["n_train_patches"], seed=seed)
-    raise BaselineError(f"Unknown baseline {method!r}; expected one of {METHODS}.")
+        return PatchPCA(patch=cfg["patch"], n_components=cfg["n_components"],
+                        n_train_patches=cfg["n_train_patches"], seed=seed)
+    raise SettingsError(f"Unknown baseline {method!r}; expected one of {METHODS}.")
 
 
 def _maps(model: VariationModel | PatchPCA, images: np.ndarray, sigma: float) -> np.ndarray:
@@ -248,66 +244,43 @@ def _maps(model: VariationModel | PatchPCA, images: np.ndarray, sigma: float) ->
     return maps.gaussian_smooth(raw, sigma) if sigma > 0 else raw
 
 
-def _oracles(run_maps: np.ndarray, scores: np.ndarray, data: BaselineData) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if data.labels.min() != data.labels.max():
-        o_img = thresholds.oracle_best_f1_threshold(scores, data.labels)
-        out["oracle_image_threshold"] = o_img.value
-        out["oracle_image_f1"] = metrics.image_prf(scores, data.labels, o_img.value).f1
-    if data.test_masks is not None and data.test_masks.any():
-        o_pix = thresholds.oracle_best_f1_threshold(run_maps, data.test_masks)
-        out["oracle_pixel_threshold"] = o_pix.value
-        out["oracle_pixel_f1"] = metrics.pixel_prf(run_maps, data.test_masks, o_pix.value).f1
-    return out
-
-
-def run_baseline(method: str, data: BaselineData, settings: dict[str, Any], *, profile: str,
-                 seed: int = 0, results_dir: str | Path = "results") -> BaselineRun:
+def run_baseline(method: str, data: BaselineData, cfg: dict[str, Any], *, profile: str,
+                 seed: int = 0, run: str, results_dir: str | Path = "results") -> BaselineRun:
     """Fit one baseline on the training images, score validation and test, write the results."""
     start = time.perf_counter()
-    model = _model(method, settings, seed).fit(data.train)
+    model = _model(method, cfg, seed).fit(data.train)
     train_seconds = time.perf_counter() - start
-    sigma = float(settings["map_sigma"])
+    sigma = float(cfg["map_sigma"])
     val_maps, test_maps = _maps(model, data.val, sigma), _maps(model, data.test, sigma)
-    val_scores, scores = maps.image_scores(val_maps), maps.image_scores(test_maps)
-    pix_thr = thresholds.threshold_from_normal(val_maps, method="quantile", q=settings["pixel_quantile"])
-    img_thr = thresholds.threshold_from_normal(val_scores, method="quantile", q=settings["image_quantile"])
-    summary = results.metrics_summary(scores=scores, labels=data.labels, maps=test_maps,
-                                      masks=data.test_masks, threshold=pix_thr, defects=data.defects)
-    img_prf = metrics.image_prf(scores, data.labels, img_thr.value)
-    extra = {"image_threshold": img_thr.value, "image_threshold_source": img_thr.source,
-             "image_f1": img_prf.f1, "image_precision": img_prf.precision, "image_recall": img_prf.recall,
-             **_oracles(test_maps, scores, data)}
-    split = data.split
-    params = {k: settings[k] for k in ("image_size", "map_sigma", "pixel_quantile", "image_quantile",
-                                         "val_fraction")}
+    pix_thr = thresholds.threshold_from_normal(val_maps, method="quantile", q=cfg["pixel_quantile"])
+    ev = experiment.evaluate(
+        method, scores=maps.image_scores(test_maps), labels=data.labels, defects=data.defects,
+        paths=data.paths, val_scores=maps.image_scores(val_maps), image_q=cfg["image_quantile"],
+        maps=test_maps, masks=data.test_masks, val_maps=val_maps, pixel_thresholds={"quantile": pix_thr})
+    img_prf = metrics.image_prf(ev.scores, ev.labels, ev.image_threshold.value)
+    params = {k: cfg[k] for k in ("image_size", "map_sigma", "pixel_quantile", "image_quantile", "val_fraction")}
     if method == "patch-pca":
-        params.update({k: settings[k] for k in ("patch", "n_components", "n_train_patches")})
+        params.update({k: cfg[k] for k in ("patch", "n_components", "n_train_patches")})
     params.update({"score": "max of the smoothed anomaly map", "n_train": len(data.train),
-                   "n_val": len(data.val), "n_test": len(data.test), **extra})
-    has_pixel = summary["pixel_f1"] is not None
-    frame = pd.DataFrame({"path": data.paths, "label": data.labels, "defect": data.defects,
-                          "score": scores})
-    path = results.save_results(
-        results_dir, notebook=NOTEBOOK, method=method, dataset=split.dataset, category=split.category,
-        synthetic=data.synthetic, profile=config.resolve_profile(profile), seed=seed, metrics=summary,
-        scores=frame, threshold=pix_thr if has_pixel else None, train_seconds=train_seconds,
-        params=params)
-    return BaselineRun(method, data, test_maps, scores, pix_thr, img_thr, summary, extra,
-                       train_seconds, path)
+                   "n_val": len(data.val), "n_test": len(data.test),
+                   "image_precision": img_prf.precision, "image_recall": img_prf.recall})
+    path = experiment.save(ev, results_dir=results_dir, notebook=NOTEBOOK, split=data.split,
+                           synthetic=data.synthetic, profile=config.resolve_profile(profile), seed=seed,
+                           run=run, train_seconds=train_seconds, params=params)
+    return BaselineRun(method, data, ev, train_seconds, path)
 
 
-def run_all(loaded: Sequence[tuple[Split, bool]], settings: dict[str, Any], *, profile: str,
-            seed: int = 0, results_dir: str | Path = "results",
+def run_all(loaded: Sequence[tuple[Split, bool]], cfg: dict[str, Any], *, profile: str,
+            seed: int = 0, run: str, results_dir: str | Path = "results",
             methods: Sequence[str] = METHODS) -> list[BaselineRun]:
     """Every baseline on every loaded dataset (see :func:`load_targets`)."""
     from tqdm.auto import tqdm
 
     runs: list[BaselineRun] = []
     for split, synthetic in tqdm(list(loaded), desc="baselines", unit="dataset"):
-        data = prepare(split, synthetic, settings, seed)
+        data = prepare(split, synthetic, cfg, seed)
         for method in methods:
-            runs.append(run_baseline(method, data, settings, profile=profile, seed=seed,
+            runs.append(run_baseline(method, data, cfg, profile=profile, seed=seed, run=run,
                                      results_dir=results_dir))
     return runs
 
@@ -321,8 +294,8 @@ def runs_table(runs: Sequence[BaselineRun], decimals: int = 3) -> pd.DataFrame:
             "dataset": s.dataset, "category": s.category,
             "data": "synthetic stand-in" if r.data.synthetic else "real", "method": r.method,
             **{k: r.metrics[k] for k in ("image_auroc", "pixel_auroc", "aupro", "pixel_f1")},
-            "image_f1 (validation thr.)": r.extra["image_f1"],
-            "ORACLE image_f1 (test)": r.extra.get("oracle_image_f1"),
+            "image_f1 (validation thr.)": r.evaluation.image_f1,
+            "ORACLE image_f1 (test)": r.evaluation.oracle_image_f1,
             "fit seconds": r.train_seconds,
         })
     df = pd.DataFrame(rows)
@@ -353,7 +326,7 @@ def explorer(runs: Sequence[BaselineRun], choice: Sequence[str] | None = None, *
     if choice is not None:
         wanted = [r for r in runs if [r.data.split.dataset, r.data.split.category, r.method] == list(choice)]
         if not wanted:
-            raise BaselineError(f"EXPLORE={list(choice)!r} matches no baseline run; available: "
+            raise SettingsError(f"EXPLORE={list(choice)!r} matches no baseline run; available: "
                                 f"{[[r.data.split.dataset, r.data.split.category, r.method] for r in runs]}.")
         first = wanted[0]
 

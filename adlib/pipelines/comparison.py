@@ -1,9 +1,16 @@
 """Notebook 05: comparison tables built from the results files only (GUIDE section 2).
 
-Everything here reads ``RESULTS_DIR/<notebook>/<method>-<dataset>-<category>.json`` and the
-``.scores.csv`` beside it, never another notebook's checkpoints or outputs.
+Everything here reads ``RESULTS_DIR/<notebook>/<method>-<dataset>-<category>-<run>.json`` and
+the ``.scores.csv`` beside it, never another notebook's checkpoints or outputs. Plots, the
+score explorer and the report's HTML fragments are in :mod:`adlib.pipelines.comparison_views`.
 
-* :func:`load_comparison` collects every valid results file (invalid ones are listed, not fatal).
+* :func:`load_comparison` collects every valid results file (invalid ones are listed, not fatal)
+  and separates the results of the current report run from older ones (each results file
+  carries its ``created`` time; :func:`adlib.report.run_report` records when it started in
+  ``RESULTS_DIR/.report-run.json``). Older results are never mixed into the tables silently:
+  they are listed with their date in :attr:`Collected.older`.
+* :func:`aggregate_seeds`: runs that differ only in the seed (same method, data and settings
+  hash in their ``run_id``) become one row with mean, standard deviation and ``n``.
 * :func:`comparison_table`: one table per dataset and data kind (synthetic stand-in or real are
   never mixed), our rows first, then the seeds' published numbers (:mod:`adlib.published`) with
   their source. Published numbers are on the real datasets with the authors' settings: context,
@@ -20,25 +27,24 @@ Everything here reads ``RESULTS_DIR/<notebook>/<method>-<dataset>-<category>.jso
 
 from __future__ import annotations
 
-import html
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from adlib import metrics as M
-from adlib import published, results
+from adlib import metrics, published, results
 
 __all__ = [
-    "NOTEBOOK", "FRAGMENT_DIR", "PARAM_COLUMNS", "Collected", "Fragment", "load_comparison",
-    "data_groups", "data_label", "published_rows", "comparison_table", "per_defect_table",
-    "threshold_table", "roc_inputs", "roc_target", "metric_heatmap", "score_explorer",
-    "write_fragments", "dataset_fragments", "build_fragments",
+    "NOTEBOOK", "FRAGMENT_DIR", "PARAM_COLUMNS", "REPORT_RUN_FILE", "Collected", "load_comparison",
+    "report_started", "aggregate_seeds", "format_mean_sd", "data_groups", "data_label",
+    "published_rows", "comparison_table", "per_defect_table", "threshold_table", "older_table",
+    "overview_table",
 ]
 
 NOTEBOOK = "05_comparison"
@@ -49,7 +55,11 @@ PARAM_COLUMNS: tuple[str, ...] = (
     "oracle_pixel_threshold", "oracle_pixel_f1",
 )
 """Optional threshold details a notebook may store in its results ``params`` (see module doc)."""
+REPORT_RUN_FILE = ".report-run.json"
+"""Written into RESULTS_DIR by :func:`adlib.report.run_report` when a report starts."""
 _ID = ["data", "category", "method", "source", "profile", "threshold_source"]
+_GROUP = ["notebook", "method", "dataset", "category", "synthetic", "profile", "settings"]
+"""What makes runs the same experiment: everything but the seed."""
 
 
 @dataclass
@@ -58,9 +68,14 @@ class Collected:
 
     results_dir: Path
     frame: pd.DataFrame
-    """One row per results file: the GUIDE keys, ``file``, ``data`` and :data:`PARAM_COLUMNS`."""
+    """One row per results file of the current run: the GUIDE keys, ``file``, ``data``,
+    ``settings`` (the settings hash of ``run_id``) and :data:`PARAM_COLUMNS`."""
     skipped: list[str] = field(default_factory=list)
     """Messages for files that are not valid results files (ignored)."""
+    older: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Results files written before the current report run started (same columns)."""
+    since: str | None = None
+    """Start of the current report run (ISO time), or None: every file counts as current."""
 
     def others(self, notebook: str = NOTEBOOK) -> pd.DataFrame:
         """Rows written by the other notebooks (not ``notebook``)."""
@@ -72,6 +87,9 @@ class Collected:
             return f"No results files under {self.results_dir}."
         counts = self.frame.groupby("notebook").size()
         lines = [f"{n}: {c} results file(s)" for n, c in counts.items()]
+        if len(self.older):
+            lines.append(f"{len(self.older)} older results file(s) from before this report run "
+                         f"(started {self.since}) are not in the tables: see older_table()")
         if self.skipped:
             lines.append(f"{len(self.skipped)} file(s) skipped (not valid results files)")
         return "\n".join(lines)
@@ -82,16 +100,39 @@ def data_label(synthetic: bool) -> str:
     return "synthetic stand-in" if synthetic else "real"
 
 
-def load_comparison(results_dir: str | Path) -> Collected:
+def report_started(results_dir: str | Path) -> str | None:
+    """When the report run that writes into ``results_dir`` started (None outside a report)."""
+    marker = Path(results_dir) / REPORT_RUN_FILE
+    try:
+        return str(json.loads(marker.read_text(encoding="utf-8"))["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _settings_key(run_id: Any, file: str) -> str:
+    """The settings hash of a run id (``s0-3f9a1c`` -> ``3f9a1c``); the file for older files."""
+    if isinstance(run_id, str) and "-" in run_id:
+        return run_id.split("-", 1)[1]
+    return f"legacy:{Path(file).stem}"
+
+
+def load_comparison(results_dir: str | Path, *, since: str | None = "auto") -> Collected:
     """Collect the results files of ``RESULTS_DIR/<notebook>/`` (via :func:`adlib.results.collect_results`).
 
     Only files at the GUIDE depth whose folder is their ``notebook`` count; invalid files are
     skipped and listed in :attr:`Collected.skipped`. A missing folder gives an empty frame.
+
+    Args:
+        results_dir: the RESULTS_DIR shared by the notebooks.
+        since: ISO time; files created before it (or without a creation time) go to
+            :attr:`Collected.older`. ``"auto"``: the start of the report run recorded in
+            ``RESULTS_DIR/.report-run.json`` (None when no report wrote there). None: keep all.
     """
     root = Path(results_dir)
-    columns = [*results.RESULT_KEYS, "file", "data", *PARAM_COLUMNS]
+    columns = [*results.RESULT_KEYS, "file", "data", "settings", *PARAM_COLUMNS]
+    since = report_started(root) if since == "auto" else since
     if not root.is_dir():
-        return Collected(root, pd.DataFrame(columns=columns))
+        return Collected(root, pd.DataFrame(columns=columns), older=pd.DataFrame(columns=columns), since=since)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         df = results.collect_results(root, errors="skip")
@@ -102,9 +143,85 @@ def load_comparison(results_dir: str | Path) -> Collected:
             files.map(lambda p: p.parent.name) == df["notebook"])
         df = df[at_depth].reset_index(drop=True)
     df["data"] = df["synthetic"].map(lambda s: data_label(bool(s)))
+    df["settings"] = [_settings_key(r, f) for r, f in zip(df["run_id"], df["file"], strict=True)]
     for key in PARAM_COLUMNS:
         df[key] = [p.get(key) if isinstance(p, Mapping) else None for p in df["params"]]
-    return Collected(root, df.loc[:, columns + [c for c in df.columns if c not in columns]], skipped)
+    df = df.loc[:, columns + [c for c in df.columns if c not in columns]]
+    if since is None:
+        return Collected(root, df, skipped, older=df.iloc[0:0].copy(), since=None)
+    start = _parse_time(since)
+    current = df["created"].map(lambda c: c is not None and _parse_time(c) >= start)
+    return Collected(root, df[current].reset_index(drop=True), skipped,
+                     older=df[~current].reset_index(drop=True), since=since)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
+def overview_table(df: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
+    """Every experiment of ``df`` in one table: metrics as mean ± sd over seeds, ``n``, ``seeds``.
+
+    The report's index shows it for the current run (no published rows, every dataset).
+    """
+    cols = ["notebook", "method", "dataset", "category", "data", "profile", "n", "seeds",
+            *results.METRIC_KEYS, "threshold_source"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    agg = aggregate_seeds(df)
+    table = format_mean_sd(agg, results.METRIC_KEYS, decimals)
+    table["seeds"] = table["seeds"].map(lambda s: ", ".join(map(str, s)))
+    return table.loc[:, cols].sort_values(["dataset", "category", "notebook", "method"]).reset_index(drop=True)
+
+
+def older_table(collected: Collected) -> pd.DataFrame:
+    """The older results files (not in the tables), with their date: what a reader should know."""
+    df = collected.older
+    if df.empty:
+        return pd.DataFrame(columns=["notebook", "method", "dataset", "category", "seed", "run_id", "created"])
+    out = df.loc[:, ["notebook", "method", "dataset", "category", "data", "seed", "run_id", "created"]].copy()
+    out["created"] = out["created"].fillna("before run ids (undated)")
+    return out.sort_values(["notebook", "method", "created"]).reset_index(drop=True)
+
+
+def aggregate_seeds(df: pd.DataFrame, metric_keys: Sequence[str] = results.METRIC_KEYS) -> pd.DataFrame:
+    """One row per experiment (everything but the seed): metric means, ``<metric>_sd`` and ``n``.
+
+    ``sd`` is the sample standard deviation (ddof = 1), NaN for a single run. The other columns
+    are those of the most recent run of the group (its ``file``, thresholds, ...); ``seeds`` lists
+    the seeds averaged.
+    """
+    if df.empty:
+        return df.assign(n=pd.Series(dtype=int), seeds=pd.Series(dtype=object))
+    rows = []
+    for _, group in df.groupby(_GROUP, sort=False, dropna=False):
+        latest = group.sort_values("created", na_position="first").iloc[-1].to_dict()
+        for key in metric_keys:
+            values = pd.to_numeric(group[key], errors="coerce")
+            latest[key] = values.mean() if values.notna().any() else None
+            latest[f"{key}_sd"] = values.std(ddof=1) if values.notna().sum() > 1 else np.nan
+        latest["n"] = len(group)
+        latest["seeds"] = sorted(int(s) for s in group["seed"])
+        rows.append(latest)
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def format_mean_sd(table: pd.DataFrame, metric_keys: Sequence[str], decimals: int = 3) -> pd.DataFrame:
+    """Metric columns as ``"0.912 ± 0.013"`` where ``n > 1`` (numbers where ``n == 1``); drops the ``_sd`` columns."""
+    out = table.copy()
+    for key in metric_keys:
+        sd = f"{key}_sd"
+        if key not in out or sd not in out:
+            continue
+        mean = pd.to_numeric(out[key], errors="coerce").round(decimals)
+        multi = out["n"].fillna(1).astype(int) > 1 if "n" in out else pd.Series(False, index=out.index)
+        if multi.any():
+            text = [f"{m:.{decimals}f} ± {s:.{decimals}f}" if many and pd.notna(m) and pd.notna(s) else m
+                    for m, s, many in zip(mean, out[sd], multi, strict=True)]
+            out[key] = pd.Series(text, index=out.index, dtype=object)
+        else:
+            out[key] = mean
+    return out.drop(columns=[f"{k}_sd" for k in metric_keys if f"{k}_sd" in out])
 
 
 def data_groups(df: pd.DataFrame) -> list[tuple[str, bool]]:
@@ -166,21 +283,28 @@ def comparison_table(
 ) -> pd.DataFrame:
     """Method x metrics for one dataset and one data kind, published numbers below ours.
 
-    Our rows: ``source`` is the notebook, ``data`` says synthetic stand-in or real. Published
-    rows: ``source`` starts with ``PUBLISHED`` and names seed and table; ``data`` is
-    ``real (published)``. Metrics we did not compute (or that a paper does not give) are NaN.
+    Our rows: ``source`` is the notebook, ``data`` says synthetic stand-in or real; runs that
+    differ only in the seed are one row, ``"mean ± sd"`` with their number ``n`` (plain numbers
+    where ``n == 1``). Published rows: ``source`` starts with ``PUBLISHED`` and names seed and
+    table; ``data`` is ``real (published)``. Metrics we did not compute (or that a paper does not
+    give) are NaN.
     """
     ours = df[(df["dataset"] == dataset) & (df["synthetic"].astype(bool) == bool(synthetic))]
-    ours = ours.assign(source=ours["notebook"])
-    table = ours.loc[:, _ID + list(metrics)].sort_values(["category", "method", "source"])
+    ours = aggregate_seeds(ours, metrics)
+    ours = ours.assign(source=ours["notebook"]) if not ours.empty else ours.assign(source=[])
+    cols = _ID + list(metrics) + [f"{m}_sd" for m in metrics] + ["n"]
+    table = ours.reindex(columns=cols).sort_values(["category", "method", "source"])
+    table = format_mean_sd(table, metrics, decimals)
     if with_published and not ours.empty:
         pub = published_rows(dataset, sorted(set(ours["category"])))
         if not pub.empty:
             pub = pub.drop(columns=["defect", "note"]).assign(profile="", threshold_source="")
             table = pd.concat([table, pub], ignore_index=True, sort=False)
     table = table.reset_index(drop=True)
-    for col in table.columns.difference(_ID):
-        table[col] = pd.to_numeric(table[col], errors="coerce").round(decimals)
+    for col in table.columns.difference([*_ID, "n"]):
+        if not any(isinstance(v, str) for v in table[col]):
+            table[col] = pd.to_numeric(table[col], errors="coerce").round(decimals)
+    table["n"] = pd.to_numeric(table["n"], errors="coerce").astype("Int64")
     return table
 
 
@@ -226,7 +350,7 @@ def _opt(value: Any) -> Any:
 def _image_f1(scores: pd.DataFrame, threshold: float | None) -> float | None:
     if _opt(threshold) is None:
         return None
-    return M.image_prf(scores["score"].to_numpy(float), scores["label"].to_numpy(int), float(threshold)).f1
+    return metrics.image_prf(scores["score"].to_numpy(float), scores["label"].to_numpy(int), float(threshold)).f1
 
 
 def _oracle_image(scores: pd.DataFrame) -> tuple[float | None, float | None]:
@@ -257,7 +381,7 @@ def threshold_table(df: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
         honest_img = _image_f1(scores, img_thr)
         rows.append({
             "data": r["data"], "dataset": r["dataset"], "category": r["category"],
-            "method": r["method"], "source": r["notebook"],
+            "method": r["method"], "source": r["notebook"], "seed": r["seed"],
             "image threshold source": (_opt(r.get("image_threshold_source"))
                                        or ("not reported" if img_thr is None else "")),
             "image_f1 (validation thr.)": honest_img,
@@ -274,234 +398,3 @@ def threshold_table(df: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
     num = [c for c in out.columns if "f1" in c or "gap" in c]
     out[num] = out[num].apply(pd.to_numeric, errors="coerce").round(decimals)
     return out.sort_values(["data", "dataset", "category", "method"]).reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def roc_target(df: pd.DataFrame) -> tuple[str, str, bool] | None:
-    """The (dataset, category, synthetic) with the most methods (ties: real data first)."""
-    if df.empty:
-        return None
-    counts = df.groupby(["dataset", "category", "synthetic"]).size().reset_index(name="n")
-    counts = counts.sort_values(["n", "synthetic", "dataset", "category"], ascending=[False, True, True, True])
-    top = counts.iloc[0]
-    return str(top["dataset"]), str(top["category"]), bool(top["synthetic"])
-
-
-def roc_inputs(df: pd.DataFrame, dataset: str, category: str, synthetic: bool) -> dict[str, tuple]:
-    """``{label: (labels, scores)}`` from the scores CSVs of every method on one dataset,
-    ready for :func:`adlib.viz.roc_curves`."""
-    sel = df[(df["dataset"] == dataset) & (df["category"] == category)
-             & (df["synthetic"].astype(bool) == bool(synthetic))].sort_values(["notebook", "method"])
-    out: dict[str, tuple] = {}
-    for _, r in sel.iterrows():
-        s = results.load_scores(r["file"])
-        out[f"{r['method']} [{r['notebook'][:2]}, n={len(s)}]"] = (s["label"].to_numpy(int),
-                                                                   s["score"].to_numpy(float))
-    return out
-
-
-def metric_heatmap(table: pd.DataFrame, metrics: Sequence[str] = results.METRIC_KEYS, *,
-                   title: str = "", label_cols: Sequence[str] = ("category", "method", "source")) -> Figure:
-    """Heat map rows = table rows (category / method / source), columns = metrics in [0, 1].
-
-    Missing values are left blank (grey) and written as ``n/a``.
-    """
-    cols = [m for m in metrics if m in table.columns]
-    values = table[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float) if cols else np.zeros((0, 0))
-    labels = [" / ".join(str(r[c]) for c in label_cols if c in table.columns) for _, r in table.iterrows()]
-    fig = Figure(figsize=(1.1 * max(len(cols), 3) + 3.5, 0.38 * max(len(labels), 2) + 1.4), layout="constrained")
-    ax = fig.add_subplot()
-    ax.set_facecolor("0.85")
-    im = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
-                color="k" if np.isnan(v) or v > 0.6 else "w")
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return fig
-
-
-def score_explorer(df: pd.DataFrame, *, static: bool | None = None, max_static: int = 6):
-    """Image-level thresholding over the scores CSVs of the other notebooks' methods.
-
-    Interactive: pick a method (dropdown), slide the threshold, read precision/recall/F1 on the
-    test images (a teaching device: picking the threshold on test data is what the ORACLE
-    does). Static fallback (headless runs): score histograms of up to ``max_static`` methods
-    with the validation threshold (where stored) and the ORACLE threshold marked.
-    """
-    from adlib import viz
-    from adlib.explorer import interactive_frontend
-
-    if df.empty:
-        return None
-    use_widget = (not static) if static is not None else interactive_frontend()
-    entries = {f"{r['method']} | {r['dataset']}/{r['category']} | {r['data']} [{r['notebook'][:2]}]": r
-               for _, r in df.iterrows()}
-    if not use_widget:
-        keys = list(entries)[:max_static]
-        ncols = min(3, len(keys))
-        nrows = int(np.ceil(len(keys) / ncols))
-        fig = Figure(figsize=(5.0 * ncols, 3.6 * nrows), layout="constrained")
-        for k, key in enumerate(keys):
-            r = entries[key]
-            s = results.load_scores(r["file"])
-            marks = {}
-            if _opt(r.get("image_threshold")) is not None:
-                marks["validation"] = float(r["image_threshold"])
-            o_thr, _ = _oracle_image(s)
-            if o_thr is not None:
-                marks["ORACLE (test)"] = o_thr
-            viz.score_distributions(s["score"], s["label"], marks, kde=False, title=key,
-                                    ax=fig.add_subplot(nrows, ncols, k + 1))
-        return fig
-
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    pick = widgets.Dropdown(options=list(entries), description="method", layout=widgets.Layout(width="80%"))
-    slider = widgets.FloatSlider(description="threshold", continuous_update=False, readout_format=".4g",
-                                 layout=widgets.Layout(width="80%"))
-    label = widgets.HTML()
-    out = widgets.Output()
-
-    def load(change: Any = None) -> None:
-        s = results.load_scores(entries[pick.value]["file"])
-        lo, hi = float(s["score"].min()), float(s["score"].max())
-        hi = max(hi, lo + 1e-9)
-        slider.unobserve(redraw, names="value")
-        if lo > slider.max:  # keep min <= max while moving the range
-            slider.max, slider.min = hi, lo
-        else:
-            slider.min, slider.max = lo, hi
-        slider.step = (hi - lo) / 200
-        slider.value = float(np.median(s["score"]))
-        slider.observe(redraw, names="value")
-        redraw()
-
-    def redraw(change: Any = None) -> None:
-        r = entries[pick.value]
-        s = results.load_scores(r["file"])
-        prf = M.image_prf(s["score"].to_numpy(float), s["label"].to_numpy(int), float(slider.value))
-        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        label.value = (f"<b>image F1 = {fmt(prf.f1)}</b> (precision {fmt(prf.precision)}, recall "
-                       f"{fmt(prf.recall)}) on the TEST images at threshold {slider.value:.4g}")
-        fig = viz.score_distributions(s["score"], s["label"], {"slider": float(slider.value)}, kde=False,
-                                      title=pick.value)
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
-
-    pick.observe(load, names="value")
-    slider.observe(redraw, names="value")
-    load()
-    return widgets.VBox([pick, slider, label, out])
-
-
-# --------------------------------------------------------------------------- HTML fragments
-
-
-@dataclass
-class Fragment:
-    """One HTML fragment for the report: a table and the sentence that explains it."""
-
-    name: str
-    """File stem, e.g. ``"1_mvtec_synthetic"`` (the report shows it as a heading)."""
-    caption: str
-    frame: pd.DataFrame | None = None
-
-
-def _fragment_html(fragment: Fragment) -> str:
-    parts = [f'<p class="caption">{html.escape(fragment.caption)}</p>']
-    if fragment.frame is not None and not fragment.frame.empty:
-        parts.append(fragment.frame.to_html(index=False, na_rep="n/a", border=0, float_format=lambda v: f"{v:.3f}"))
-    return "\n".join(parts) + "\n"
-
-
-def write_fragments(results_dir: str | Path, fragments: Sequence[Fragment]) -> list[Path]:
-    """Write ``RESULTS_DIR/comparison/<name>.html`` for each fragment, replacing older ones.
-
-    The folder belongs to this notebook: stale ``*.html`` files from earlier runs are removed
-    first, so the report never shows a table of a previous run.
-    """
-    folder = Path(results_dir) / FRAGMENT_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.html"):
-        old.unlink()
-    paths = []
-    for frag in fragments:
-        path = folder / f"{frag.name}.html"
-        tmp = path.with_suffix(".html.tmp")
-        tmp.write_text(_fragment_html(frag), encoding="utf-8")
-        tmp.replace(path)
-        paths.append(path)
-    return paths
-
-
-def dataset_fragments(df: pd.DataFrame, *, start: int = 1) -> tuple[list[Fragment], dict[tuple[str, bool], pd.DataFrame]]:
-    """A :class:`Fragment` (and the table) per (dataset, data kind), in :func:`data_groups` order."""
-    fragments, tables = [], {}
-    for i, (dataset, synthetic) in enumerate(data_groups(df), start):
-        table = comparison_table(df, dataset, synthetic)
-        tables[(dataset, synthetic)] = table
-        kind = data_label(synthetic)
-        cats = sorted(set(df[(df["dataset"] == dataset) & (df["synthetic"] == synthetic)]["category"]))
-        notes = published_notes(dataset, cats)
-        caption = (f"{dataset}: our results on {kind.upper()} data (rows whose source is a notebook). "
-                   + ("Rows marked PUBLISHED are the seed authors' numbers on the REAL dataset with their "
-                      "settings, shown for context only" + (": not comparable number for number with "
-                                                            "synthetic-data results. " if synthetic else ". ")
-                      if (table["source"].str.startswith("PUBLISHED")).any() else "")
-                   + "Metrics are fractions; pixel F1/precision/recall at the threshold named in "
-                     "threshold_source; n/a = not computable or not given."
-                   + (" Notes: " + " | ".join(notes) if notes and (table["source"].str.startswith("PUBLISHED")).any()
-                      else ""))
-        kind_slug = "synthetic" if synthetic else "real"
-        fragments.append(Fragment(f"{i:02d}_{dataset}_{kind_slug}", caption, table))
-    return fragments, tables
-
-
-THRESHOLD_CAPTION = (
-    "Honest versus ORACLE thresholds. 'validation thr.': the threshold was set on defect-free "
-    "validation images before the test set was looked at, as it must be in practice. 'ORACLE': the "
-    "threshold with the best F1 on the test set itself, an upper bound no deployed system reaches. "
-    "The gap (oracle minus honest) is what the threshold choice costs; a large gap with a good AUROC "
-    "means the scores separate the classes but the validation data do not tell where to cut. Image "
-    "ORACLE F1 is recomputed here from each scores CSV; pixel ORACLE F1 and the image validation "
-    "threshold are shown only where the notebook stored them (n/a / 'not reported' otherwise)."
-)
-
-
-def build_fragments(df: pd.DataFrame, *, others_present: bool) -> list[Fragment]:
-    """Every fragment of the report, in order: a notice when only baselines exist, one table per
-    (dataset, data kind), per-defect tables where the seeds give per-defect numbers, and the
-    honest-versus-oracle threshold table."""
-    frags: list[Fragment] = []
-    if not others_present:
-        frags.append(Fragment("00_notice", "No results files of the model notebooks were found in this "
-                              "RESULTS_DIR: the tables below hold the classical baselines only."))
-    dataset_frags, _ = dataset_fragments(df)
-    frags += dataset_frags
-    n = len(frags) + 1
-    pub = published.published_table()
-    per_defect_cats = sorted({(d, c) for d, c in zip(pub.loc[pub["defect"].notna(), "dataset"],
-                                                      pub.loc[pub["defect"].notna(), "category"], strict=True)})
-    for dataset, category in per_defect_cats:
-        for synthetic in (False, True):
-            table = per_defect_table(df, dataset, category, synthetic)
-            if table.empty or not (~table["source"].str.startswith("PUBLISHED")).any():
-                continue
-            frags.append(Fragment(
-                f"{n:02d}_{dataset}_{category}_per_defect_{'synthetic' if synthetic else 'real'}",
-                f"{dataset}/{category}, {data_label(synthetic).upper()} data: pixel precision/recall/F1 per "
-                "defect type at each method's validation threshold; PUBLISHED rows are the seed's numbers "
-                "on the real dataset (fixed threshold, see the seed).", table))
-            n += 1
-    thr = threshold_table(df)
-    if not thr.empty:
-        frags.append(Fragment(f"{max(n, 90):02d}_thresholds_honest_vs_oracle", THRESHOLD_CAPTION, thr))
-    return frags
