@@ -6,102 +6,33 @@ Archives are built in ``tmp_path`` and served by a loopback HTTP server; no inte
 from __future__ import annotations
 
 import hashlib
-import http.server
-import io
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from archive_helpers import LoopbackServer, mvtec_files, sha256, tar_archive, tree, zip_archive
 
 from adlib.data import download
 from adlib.data.download import REGISTRY, DownloadError, UnsafeArchiveError, fetch, safe_extract
 
 
-class _Server:
-    """Serves ``folder`` on 127.0.0.1 and counts GET requests per path."""
-
-    def __init__(self, folder: Path) -> None:
-        counts: dict[str, int] = {}
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, directory=str(folder), **kwargs)
-
-            def do_GET(self):  # noqa: N802 - http.server API
-                counts[self.path] = counts.get(self.path, 0) + 1
-                super().do_GET()
-
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-        self.counts = counts
-        self.folder = folder
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture()
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     folder = tmp_path / "served"
     folder.mkdir()
-    srv = _Server(folder)
+    srv = LoopbackServer(folder)
     yield srv
     srv.close()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _mvtec_files(category: str = "bottle") -> dict[str, bytes]:
-    return {
-        f"{category}/train/good/000.png": b"png-bytes-0",
-        f"{category}/test/good/000.png": b"png-bytes-1",
-        f"{category}/test/broken/000.png": b"png-bytes-2",
-        f"{category}/ground_truth/broken/000_mask.png": b"mask-bytes",
-        "license.txt": b"CC BY-NC-SA 4.0",
-    }
-
-
-def _tar_gz(path: Path, files: dict[str, bytes], extra: list[tarfile.TarInfo] | None = None) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for info in extra or []:
-            tar.addfile(info)
-    return path
-
-
-def _zip(path: Path, files: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return path
-
-
-def _tree(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
-
-
 # ----------------------------------------------------------------------------- happy paths
-def test_tar_gz_fetch_verifies_extracts_and_reuses_cache(server: _Server, tmp_path: Path) -> None:
-    archive = _tar_gz(server.folder / "bottle.tar.gz", _mvtec_files())
-    digest = _sha256(archive)
+def test_tar_gz_fetch_verifies_extracts_and_reuses_cache(server: LoopbackServer, tmp_path: Path) -> None:
+    archive = tar_archive(server.folder / "bottle.tar.gz", mvtec_files())
+    digest = sha256(archive)
     root = tmp_path / "data"
 
     out = fetch("mvtec-bottle", root=root, url=server.url("bottle.tar.gz"), known_hash=digest, progress=False)
@@ -110,7 +41,7 @@ def test_tar_gz_fetch_verifies_extracts_and_reuses_cache(server: _Server, tmp_pa
     assert (out / "bottle/train/good/000.png").read_bytes() == b"png-bytes-0"
     assert (out / "bottle/ground_truth/broken/000_mask.png").is_file()
     cached = root / "downloads" / REGISTRY["mvtec-bottle"].filename
-    assert _sha256(cached) == digest
+    assert sha256(cached) == digest
     assert server.counts == {"/bottle.tar.gz": 1}
     assert not list((root / "mvtec").glob(".*staging*")), "staging folder left behind"
 
@@ -120,9 +51,9 @@ def test_tar_gz_fetch_verifies_extracts_and_reuses_cache(server: _Server, tmp_pa
     assert server.counts == {"/bottle.tar.gz": 1}
 
 
-def test_cache_hit_is_rehashed_and_corruption_never_used(server: _Server, tmp_path: Path) -> None:
-    archive = _tar_gz(server.folder / "bottle.tar.gz", _mvtec_files())
-    digest = _sha256(archive)
+def test_cache_hit_is_rehashed_and_corruption_never_used(server: LoopbackServer, tmp_path: Path) -> None:
+    archive = tar_archive(server.folder / "bottle.tar.gz", mvtec_files())
+    digest = sha256(archive)
     root = tmp_path / "data"
     fetch("mvtec-bottle", root=root, url=server.url("bottle.tar.gz"), known_hash=digest, progress=False)
     cached = root / "downloads" / REGISTRY["mvtec-bottle"].filename
@@ -131,7 +62,7 @@ def test_cache_hit_is_rehashed_and_corruption_never_used(server: _Server, tmp_pa
     cached.write_bytes(b"corrupted" + cached.read_bytes()[9:])
     fetch("mvtec-bottle", root=root, url=server.url("bottle.tar.gz"), known_hash=digest, progress=False)
     assert server.counts["/bottle.tar.gz"] == 2
-    assert _sha256(cached) == digest
+    assert sha256(cached) == digest
 
     # Corrupt it again while the server also serves a bad file: raise, and keep no archive.
     cached.write_bytes(b"corrupted")
@@ -141,10 +72,10 @@ def test_cache_hit_is_rehashed_and_corruption_never_used(server: _Server, tmp_pa
     assert not cached.exists()
 
 
-def test_zip_fetch_with_wrap_for_dagm(server: _Server, tmp_path: Path) -> None:
+def test_zip_fetch_with_wrap_for_dagm(server: LoopbackServer, tmp_path: Path) -> None:
     # An archive whose top level is Train/Test (no Class8 folder) is wrapped into Class8/.
     files = {"Train/0001.PNG": b"img", "Train/Label/Labels.txt": b"1\n", "Test/0002.PNG": b"img2"}
-    archive = _zip(server.folder / "Class8.zip", files)
+    archive = zip_archive(server.folder / "Class8.zip", files)
     root = tmp_path / "data"
 
     out = fetch(
@@ -157,8 +88,8 @@ def test_zip_fetch_with_wrap_for_dagm(server: _Server, tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- refusals
-def test_wrong_checksum_raises_and_leaves_no_archive(server: _Server, tmp_path: Path) -> None:
-    _tar_gz(server.folder / "bottle.tar.gz", _mvtec_files())
+def test_wrong_checksum_raises_and_leaves_no_archive(server: LoopbackServer, tmp_path: Path) -> None:
+    tar_archive(server.folder / "bottle.tar.gz", mvtec_files())
     root = tmp_path / "data"
     with pytest.raises(DownloadError, match="checksum"):
         fetch("mvtec-bottle", root=root, url=server.url("bottle.tar.gz"), known_hash="0" * 64, progress=False)
@@ -167,8 +98,8 @@ def test_wrong_checksum_raises_and_leaves_no_archive(server: _Server, tmp_path: 
     assert not (root / "mvtec").exists()
 
 
-def test_no_checksum_is_refused_unless_allowed(server: _Server, tmp_path: Path) -> None:
-    archive = _tar_gz(server.folder / "bottle.tar.gz", _mvtec_files())
+def test_no_checksum_is_refused_unless_allowed(server: LoopbackServer, tmp_path: Path) -> None:
+    archive = tar_archive(server.folder / "bottle.tar.gz", mvtec_files())
     root = tmp_path / "data"
     assert REGISTRY["mvtec-bottle"].sha256 is None
     with pytest.raises(DownloadError, match="allow_unverified"):
@@ -179,11 +110,11 @@ def test_no_checksum_is_refused_unless_allowed(server: _Server, tmp_path: Path) 
     assert (out / "bottle/train/good/000.png").is_file()
     # Trust on first use: the first download's hash is now enforced on the cached archive.
     cached = root / "downloads" / REGISTRY["mvtec-bottle"].filename
-    assert (cached.parent / (cached.name + ".first-download.sha256")).read_text().strip() == _sha256(archive)
+    assert (cached.parent / (cached.name + ".first-download.sha256")).read_text().strip() == sha256(archive)
     cached.write_bytes(b"tampered")
     fetch("mvtec-bottle", root=root, url=server.url("bottle.tar.gz"), progress=False)
     assert server.counts["/bottle.tar.gz"] == 2
-    assert _sha256(cached) == _sha256(archive)
+    assert sha256(cached) == sha256(archive)
 
 
 def _escape_cases(tmp_path: Path) -> dict[str, Path]:
@@ -200,7 +131,7 @@ def _escape_cases(tmp_path: Path) -> dict[str, Path]:
     hard.linkname = "../outside_hard"
     cases = {}
     for name, info in {"dotdot": dotdot, "absolute": absolute, "symlink": link, "hardlink": hard}.items():
-        cases[name] = _tar_gz(tmp_path / f"{name}.tar.gz", good, extra=[info])
+        cases[name] = tar_archive(tmp_path / f"{name}.tar.gz", good, extra=[info])
     zip_path = tmp_path / "zipslip.zip"
     with zipfile.ZipFile(zip_path, "w") as archive:
         archive.writestr("bottle/ok.png", b"ok")
@@ -216,33 +147,33 @@ def test_safe_extract_refuses_escaping_members(tmp_path: Path, case: str) -> Non
     archive = _escape_cases(archives)[case]
     work = tmp_path / "work"
     work.mkdir()
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
 
     with pytest.raises(UnsafeArchiveError):
         safe_extract(archive, work / "out")
 
     assert not (work / "out").exists()
-    assert _tree(tmp_path) == before, "something was written"
+    assert tree(tmp_path) == before, "something was written"
 
 
-def test_fetch_deletes_unsafe_archive(server: _Server, tmp_path: Path) -> None:
+def test_fetch_deletes_unsafe_archive(server: LoopbackServer, tmp_path: Path) -> None:
     archive = _escape_cases(server.folder)["symlink"]
     root = tmp_path / "data"
     with pytest.raises(UnsafeArchiveError, match="outside"):
-        fetch("mvtec-bottle", root=root, url=server.url(archive.name), known_hash=_sha256(archive), progress=False)
+        fetch("mvtec-bottle", root=root, url=server.url(archive.name), known_hash=sha256(archive), progress=False)
     assert not (root / "downloads" / REGISTRY["mvtec-bottle"].filename).exists()
     assert not (root / "mvtec" / "bottle").exists()
     assert not (tmp_path / "outside").exists()
 
 
-def test_existing_foreign_folder_is_not_overwritten(server: _Server, tmp_path: Path) -> None:
-    archive = _tar_gz(server.folder / "bottle.tar.gz", _mvtec_files())
+def test_existing_foreign_folder_is_not_overwritten(server: LoopbackServer, tmp_path: Path) -> None:
+    archive = tar_archive(server.folder / "bottle.tar.gz", mvtec_files())
     root = tmp_path / "data"
     mine = root / "mvtec" / "bottle"
     mine.mkdir(parents=True)
     (mine / "my_notes.txt").write_text("keep me")
     with pytest.raises(DownloadError, match="not extracted by adlib"):
-        fetch("mvtec-bottle", root=root, url=server.url(archive.name), known_hash=_sha256(archive), progress=False)
+        fetch("mvtec-bottle", root=root, url=server.url(archive.name), known_hash=sha256(archive), progress=False)
     assert (mine / "my_notes.txt").read_text() == "keep me"
 
 
@@ -285,11 +216,11 @@ def test_cli_data_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert not (tmp_path / "downloads").exists()
 
 
-def test_two_categories_share_one_mvtec_folder(server: _Server, tmp_path: Path) -> None:
+def test_two_categories_share_one_mvtec_folder(server: LoopbackServer, tmp_path: Path) -> None:
     root = tmp_path / "data"
     for category in ("bottle", "cable"):
-        archive = _tar_gz(server.folder / f"{category}.tar.gz", _mvtec_files(category))
-        out = fetch(f"mvtec-{category}", root=root, url=server.url(archive.name), known_hash=_sha256(archive), progress=False)
+        archive = tar_archive(server.folder / f"{category}.tar.gz", mvtec_files(category))
+        out = fetch(f"mvtec-{category}", root=root, url=server.url(archive.name), known_hash=sha256(archive), progress=False)
         assert out == root / "mvtec"
     assert (root / "mvtec/bottle/train/good/000.png").is_file()
     assert (root / "mvtec/cable/train/good/000.png").is_file()

@@ -1,10 +1,13 @@
-"""Dataset registry and verified downloads.
+"""Verified downloads of the datasets in the registry.
 
-Every public dataset the course can use is described by one :class:`DatasetEntry`: where the
-archive lives, its checksum (or why there is none), its licence, which folder it extracts to and
-which reader takes the result. :func:`fetch` downloads an archive with :mod:`pooch` (streamed to
-a temporary file with a progress bar, checksum verified, then renamed), verifies it again on every
-cache hit, and extracts it with a safe extractor that refuses members leaving the target folder.
+Every public dataset the course can use is described by one :class:`DatasetEntry` in
+:mod:`adlib.data.registry` (re-exported here). :func:`fetch` downloads an archive with
+:mod:`pooch` (streamed to a temporary file with a progress bar, checksum verified, then renamed),
+verifies it again on every cache hit, and extracts it with :func:`adlib.data.archives.safe_extract`
+(no member may leave the target folder, no links, checksums of the compressed stream verified,
+size limits); the dataset is moved into place, and a first-download checksum trusted, only after a
+complete extraction that holds the expected layout. Temporaries of a killed earlier fetch are
+removed (and reported) at the start of the next one.
 
 Layout on disk (``root`` defaults to :func:`adlib.config.data_root`)::
 
@@ -22,257 +25,78 @@ Nothing here touches the disk or the network at import time.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
-import stat
-import tarfile
-import tempfile
+import urllib.parse
 import uuid
-import zipfile
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from adlib.data.types import DataError
+from adlib.data.archives import (
+    ArchiveLimitError,
+    CorruptArchiveError,
+    UnsafeArchiveError,
+    safe_extract,
+)
+from adlib.data.registry import (  # noqa: F401 - re-exported: the registry's old home
+    MVTEC_CATEGORIES,
+    REGISTRY,
+    DatasetEntry,
+    _entry,
+    registry_table,
+)
+from adlib.data.types import DataWarning, DownloadError
+from adlib.tmpfiles import clean_stale
 
 __all__ = [
+    "MVTEC_CATEGORIES",
     "REGISTRY",
+    "ArchiveLimitError",
+    "CorruptArchiveError",
     "DatasetEntry",
     "DownloadError",
     "UnsafeArchiveError",
     "fetch",
+    "normalise_hash",
     "registry_table",
     "safe_extract",
 ]
 
-MVTEC_CATEGORIES: tuple[str, ...] = (
-    "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
-    "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper",
-)
-
 _STAMP_SUFFIX = ".extracted.json"
 
 
-class DownloadError(DataError):
-    """A download failed, was refused, or its checksum did not match."""
-
-
-class UnsafeArchiveError(DownloadError):
-    """An archive holds a member that would be written outside the target folder."""
-
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    """One downloadable dataset (or one part of it).
-
-    Attributes:
-        name: registry key, e.g. ``"mvtec-hazelnut"``.
-        title: human-readable description.
-        url: direct download URL, or ``None`` when there is no stable public URL.
-        sha256: expected hash (``"<hex>"`` = SHA-256, or ``"md5:<hex>"``), or ``None``.
-        hash_note: why ``sha256`` is ``None`` (or where the published hash comes from).
-        archive: ``"tar.xz"``, ``"tar.gz"``, ``"tar"`` or ``"zip"``.
-        size: approximate download size as published, or ``None`` when not published.
-        licence: licence / terms of use.
-        extract_to: folder under the data root that the archive is extracted into.
-        reader: the :mod:`adlib.data` reader that takes the returned folder.
-        marker: a folder the reader root must contain (e.g. the category folder).
-        wrap: when the archive lacks the ``marker`` folder at its top, put its content inside one.
-        homepage: landing page with the terms and the official instructions.
-        layout: the folder layout the reader expects (shown in errors).
-    """
-
-    name: str
-    title: str
-    url: str | None
-    sha256: str | None
-    hash_note: str
-    archive: str
-    size: str | None
-    licence: str
-    extract_to: str
-    reader: str
-    marker: str
-    wrap: bool = False
-    homepage: str = ""
-    layout: str = ""
-
-    @property
-    def filename(self) -> str:
-        """File name of the cached archive under ``<root>/downloads``."""
-        return f"{self.name}.{self.archive}"
-
-
-# --------------------------------------------------------------------------- registry
-_MVTEC_SHARE = "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download"
-# Per-category archives as linked from the MVTec AD download page (2021 links; MVTec now hands
-# out download links after a form, so these may expire: then download by hand and pass `url=`).
-_MVTEC_PARTS: dict[str, str] = {
-    "bottle": f"{_MVTEC_SHARE}/420937370-1629951468/bottle.tar.xz",
-    "cable": f"{_MVTEC_SHARE}/420937413-1629951498/cable.tar.xz",
-    "capsule": f"{_MVTEC_SHARE}/420937454-1629951595/capsule.tar.xz",
-    "carpet": f"{_MVTEC_SHARE}/420937484-1629951672/carpet.tar.xz",
-    "grid": f"{_MVTEC_SHARE}/420937487-1629951814/grid.tar.xz",
-    "hazelnut": f"{_MVTEC_SHARE}/420937545-1629951845/hazelnut.tar.xz",
-    "leather": f"{_MVTEC_SHARE}/420937607-1629951964/leather.tar.xz",
-    "metal_nut": f"{_MVTEC_SHARE}/420937637-1629952063/metal_nut.tar.xz",
-    "pill": "https://www.mydrive.ch/shares/43421/11a215a5749fcfb75e331ddd5f8e43ee/download/"
-    "420938129-1629953099/pill.tar.xz",
-    "screw": f"{_MVTEC_SHARE}/420938130-1629953152/screw.tar.xz",
-    "tile": f"{_MVTEC_SHARE}/420938133-1629953189/tile.tar.xz",
-    "toothbrush": f"{_MVTEC_SHARE}/420938134-1629953256/toothbrush.tar.xz",
-    "transistor": f"{_MVTEC_SHARE}/420938166-1629953277/transistor.tar.xz",
-    "wood": f"{_MVTEC_SHARE}/420938383-1629953354/wood.tar.xz",
-    "zipper": f"{_MVTEC_SHARE}/420938385-1629953449/zipper.tar.xz",
-}
-_MVTEC_HOME = "https://www.mvtec.com/company/research/datasets/mvtec-ad"
-_MVTEC_LICENCE = "CC BY-NC-SA 4.0 (c) MVTec Software GmbH: non-commercial use only"
-_MVTEC_LAYOUT = (
-    "<root>/<category>/train/good/*.png, <root>/<category>/test/<defect>/*.png, "
-    "<root>/<category>/ground_truth/<defect>/*_mask.png"
-)
-_DAGM_RECORD = "https://zenodo.org/record/8086136"
-_DAGM_LAYOUT = (
-    "<root>/ClassN/{Train,Test}/NNNN.PNG and <root>/ClassN/{Train,Test}/Label/Labels.txt "
-    "(+ NNNN_label.PNG masks)"
-)
-_SEM_HOME = "http://web.mi.imati.cnr.it/ettore/NanoTWICE/"
-_RSDD_PAPER = (
-    'J. Gan, Q. Li, J. Wang, H. Yu, "A hierarchical extractor-based visual rail surface '
-    'inspection system", IEEE Sensors Journal 17(23), 2017'
-)
-
-
-def _build_registry() -> dict[str, DatasetEntry]:
-    entries: list[DatasetEntry] = [
-        DatasetEntry(
-            name="mvtec",
-            title="MVTec AD, all 15 categories",
-            url=f"{_MVTEC_SHARE}/420938113-1629952094/mvtec_anomaly_detection.tar.xz",
-            sha256="cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
-            hash_note="SHA-256 as used by anomalib's MVTec AD DownloadInfo",
-            archive="tar.xz",
-            size="4.9 GB",
-            licence=_MVTEC_LICENCE,
-            extract_to="mvtec",
-            reader="adlib.data.mvtec.read_mvtec(root, category)",
-            marker="bottle",
-            homepage=_MVTEC_HOME,
-            layout=_MVTEC_LAYOUT,
-        )
-    ]
-    for category, url in _MVTEC_PARTS.items():
-        entries.append(
-            DatasetEntry(
-                name=f"mvtec-{category}",
-                title=f"MVTec AD, category {category}",
-                url=url,
-                sha256=None,
-                hash_note="MVTec publishes no checksum for the per-category archives",
-                archive="tar.xz",
-                size=None,
-                licence=_MVTEC_LICENCE,
-                extract_to="mvtec",
-                reader="adlib.data.mvtec.read_mvtec(root, category)",
-                marker=category,
-                homepage=_MVTEC_HOME,
-                layout=_MVTEC_LAYOUT,
-            )
-        )
-    for number in range(1, 11):
-        entries.append(
-            DatasetEntry(
-                name=f"dagm-class{number}",
-                title=f"DAGM 2007 (Wieler & Hahn), Class{number}, Zenodo re-release",
-                url=f"{_DAGM_RECORD}/files/Class{number}.zip?download=1",
-                sha256=None,
-                hash_note=(
-                    "Zenodo shows an md5 per file on the record page; it is not recorded here "
-                    "because it could not be checked offline: pass known_hash='md5:<hex>' "
-                    "copied from the record page"
-                ),
-                archive="zip",
-                size=None,
-                licence="CC BY 4.0 (Zenodo record 8086136)",
-                extract_to="dagm",
-                reader=f'adlib.data.dagm.read_dagm(root, "Class{number}")',
-                marker=f"Class{number}",
-                wrap=True,
-                homepage=_DAGM_RECORD,
-                layout=_DAGM_LAYOUT,
-            )
-        )
-    entries.append(
-        DatasetEntry(
-            name="sem",
-            title="NanoTWICE SEM images of nanofibrous material (Carrera et al. 2017)",
-            url=f"{_SEM_HOME}dfg05er_Data.zip",
-            sha256=None,
-            hash_note="the NanoTWICE page publishes no checksum",
-            archive="zip",
-            size=None,
-            licence="research use; terms and citation on the NanoTWICE page",
-            extract_to="sem",
-            reader="adlib.data.sem.read_sem(root)",
-            marker="Normal",
-            homepage=_SEM_HOME,
-            layout="<root>/Normal/*.tif (5 defect-free), <root>/Anomalous/images/*.tif, "
-            "<root>/Anomalous/gt/*.png (40 anomalous with masks)",
-        )
-    )
-    entries.append(
-        DatasetEntry(
-            name="rsdd",
-            title="RSDDs rail surface defects (Gan et al. 2017), Type-I and Type-II",
-            url=None,
-            sha256=None,
-            hash_note="no stable public URL: distributed by the authors on request / file shares",
-            archive="zip",
-            size=None,
-            licence="research use; ask the authors (Gan et al., IEEE Sensors Journal 2017)",
-            extract_to="rsdd",
-            reader="adlib.data.rsdd.read_rsdd(root)",
-            marker="Type-I RSDDs dataset",
-            homepage=_RSDD_PAPER,
-            layout="<root>/Type-I RSDDs dataset/{Rail surface images,GroundTruth}/*.jpg "
-            "(and the same for Type-II); see adlib.data.rsdd for the exact layout",
-        )
-    )
-    return {entry.name: entry for entry in entries}
-
-
-REGISTRY: dict[str, DatasetEntry] = _build_registry()
-"""All known datasets, by name."""
-
-
-def registry_table() -> list[dict[str, str]]:
-    """One row per registry entry (for ``adlib data list`` and the docs)."""
-    rows = []
-    for entry in REGISTRY.values():
-        rows.append(
-            {
-                "name": entry.name,
-                "archive": entry.archive,
-                "size": entry.size or "?",
-                "checksum": "yes" if entry.sha256 else "no",
-                "licence": entry.licence,
-                "reader": entry.reader,
-                "url": entry.url or "(none: manual download)",
-            }
-        )
-    return rows
-
-
-def _entry(name: str) -> DatasetEntry:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise DownloadError(f"Unknown dataset {name!r}. Known datasets: {known}.") from None
-
-
 # --------------------------------------------------------------------------- hashing
+_HEX_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+
+
+def normalise_hash(value: str, what: str = "known_hash") -> str:
+    """``" MD5:ABC...\\n"`` -> ``"md5:abc..."``; a bare hex string is SHA-256.
+
+    Surrounding spaces and newlines (from copying a checksum out of a web page or a file) are
+    dropped, and so is a ``sha256:`` prefix.
+
+    Raises:
+        DownloadError: an unknown algorithm or a value that is not a hex digest of its length.
+    """
+    text = value.strip().lower()
+    algorithm, _, digest = text.rpartition(":")
+    algorithm = algorithm.strip() or "sha256"
+    digest = digest.strip()
+    if algorithm not in _HEX_LENGTHS:
+        raise DownloadError(f"{what}={value!r}: unknown hash algorithm {algorithm!r}; use one of "
+                            f"{', '.join(_HEX_LENGTHS)} (e.g. 'md5:<hex>', or a bare SHA-256).")
+    expected = _HEX_LENGTHS[algorithm]
+    if len(digest) != expected or any(c not in "0123456789abcdef" for c in digest):
+        raise DownloadError(
+            f"{what}={value!r} is not a {algorithm} checksum: expected {expected} hex digits, "
+            f"got {len(digest)} characters {digest[:12]!r}... Fix: copy the checksum again "
+            "('<sha256 hex>' or 'md5:<hex>').")
+    return digest if algorithm == "sha256" else f"{algorithm}:{digest}"
+
+
 def _file_hash(path: Path, algorithm: str = "sha256") -> str:
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
@@ -282,185 +106,58 @@ def _file_hash(path: Path, algorithm: str = "sha256") -> str:
 
 
 def _split_hash(known_hash: str) -> tuple[str, str]:
-    """``"md5:abc"`` -> ``("md5", "abc")``; a bare hex string is SHA-256."""
-    if ":" in known_hash:
-        algorithm, value = known_hash.split(":", 1)
-        return algorithm.lower(), value.lower()
-    return "sha256", known_hash.lower()
+    """A normalised hash -> ``(algorithm, hex)``."""
+    algorithm, _, value = known_hash.rpartition(":")
+    return algorithm or "sha256", value
 
 
 def _hash_matches(path: Path, known_hash: str) -> bool:
     algorithm, value = _split_hash(known_hash)
-    return _file_hash(path, algorithm) == value
-
-
-# --------------------------------------------------------------------------- extraction
-def _is_within(base: Path, target: Path) -> bool:
-    try:
-        target.relative_to(base)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_member_name(name: str, dest: Path, archive: Path) -> Path:
-    """Resolve an archive member name under ``dest``; raise if it could escape."""
-    if not name or "\x00" in name:
-        raise UnsafeArchiveError(f"{archive}: member with an empty or invalid name: {name!r}")
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if posix.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeArchiveError(
-            f"{archive}: member {name!r} has an absolute path; refusing to extract anything."
-        )
-    if ".." in posix.parts:
-        raise UnsafeArchiveError(
-            f"{archive}: member {name!r} contains '..' and would leave the target folder; "
-            "refusing to extract anything."
-        )
-    resolved = (dest / Path(*posix.parts)).resolve() if posix.parts else dest.resolve()
-    if not _is_within(dest.resolve(), resolved):
-        raise UnsafeArchiveError(
-            f"{archive}: member {name!r} resolves to {resolved}, outside {dest}; "
-            "refusing to extract anything."
-        )
-    return resolved
-
-
-def _link_target_ok(member_name: str, link: str, dest: Path) -> bool:
-    """A link target (relative to the member's folder) must stay inside ``dest``."""
-    if PurePosixPath(link).is_absolute() or link.startswith(("/", "\\")):
-        return False
-    base = (dest / PurePosixPath(member_name).parent).resolve()
-    return _is_within(dest.resolve(), (base / link).resolve())
-
-
-def _archive_kind(path: Path) -> str:
-    if zipfile.is_zipfile(path):
-        return "zip"
-    if tarfile.is_tarfile(path):
-        return "tar"
-    raise DownloadError(f"{path}: neither a zip nor a tar archive (corrupted or wrong file?).")
-
-
-def _validate_tar(tar: tarfile.TarFile, dest: Path, archive: Path) -> list[tarfile.TarInfo]:
-    members = tar.getmembers()
-    for member in members:
-        _check_member_name(member.name, dest, archive)
-        if member.issym():
-            if not _link_target_ok(member.name, member.linkname, dest):
-                raise UnsafeArchiveError(
-                    f"{archive}: symbolic link {member.name!r} -> {member.linkname!r} points "
-                    "outside the target folder; refusing to extract anything."
-                )
-        elif member.islnk():
-            try:  # hard-link targets are archive paths, relative to the archive root
-                _check_member_name(member.linkname, dest, archive)
-            except UnsafeArchiveError:
-                raise UnsafeArchiveError(
-                    f"{archive}: hard link {member.name!r} -> {member.linkname!r} points outside "
-                    "the target folder; refusing to extract anything."
-                ) from None
-        elif not (member.isfile() or member.isdir()):
-            raise UnsafeArchiveError(
-                f"{archive}: member {member.name!r} is a device, fifo or other special file; "
-                "refusing to extract anything."
-            )
-    return members
-
-
-def _extract_tar(path: Path, dest: Path) -> None:
-    with tarfile.open(path) as tar:
-        members = _validate_tar(tar, dest, path)
-        # Links (validated above) are created last, so no later member is written through one.
-        ordered = [m for m in members if not (m.issym() or m.islnk())]
-        ordered += [m for m in members if m.issym() or m.islnk()]
-        for member in ordered:
-            target = dest / Path(*PurePosixPath(member.name).parts)
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif member.isfile():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                if source is None:  # pragma: no cover - isfile() guarantees a stream
-                    raise DownloadError(f"{path}: cannot read member {member.name!r}")
-                with source, open(target, "wb") as out:
-                    shutil.copyfileobj(source, out)
-                os.chmod(target, (member.mode & 0o755) | stat.S_IRUSR | stat.S_IWUSR)
-            elif member.issym():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(member.linkname, target)
-            else:  # hard link: copy the (already extracted, validated) file
-                link_source = dest / Path(*PurePosixPath(member.linkname).parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(link_source, target)
-
-
-def _extract_zip(path: Path, dest: Path) -> None:
-    with zipfile.ZipFile(path) as archive:
-        infos = archive.infolist()
-        for info in infos:
-            _check_member_name(info.filename, dest, path)
-            mode = (info.external_attr >> 16) & 0o170000
-            if mode == stat.S_IFLNK:
-                raise UnsafeArchiveError(
-                    f"{path}: member {info.filename!r} is a symbolic link; zip archives with "
-                    "links are refused."
-                )
-        bad = archive.testzip()
-        if bad is not None:
-            raise DownloadError(f"{path}: member {bad!r} is corrupted (CRC mismatch).")
-        for info in infos:
-            target = dest / Path(*PurePosixPath(info.filename.replace("\\", "/")).parts)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as source, open(target, "wb") as out:
-                shutil.copyfileobj(source, out)
-
-
-def safe_extract(archive: Path | str, dest: Path | str) -> Path:
-    """Extract a tar (.tar, .tar.gz, .tar.xz) or zip archive into ``dest``, safely.
-
-    Every member is checked before anything is written: absolute paths, ``..`` components,
-    paths resolving outside ``dest``, links pointing outside ``dest`` (and any link in a zip) and
-    special files make it raise :class:`UnsafeArchiveError` with nothing extracted. The content
-    goes to a temporary folder next to ``dest`` first and is renamed into place at the end, so
-    ``dest`` never holds a half-extracted archive.
-
-    Args:
-        archive: the archive file.
-        dest: folder to create; must not exist yet.
-
-    Returns:
-        ``dest``.
-
-    Raises:
-        UnsafeArchiveError: a member would leave ``dest``.
-        DownloadError: ``dest`` exists, or the archive is corrupted.
-    """
-    archive, dest = Path(archive), Path(dest)
-    if dest.exists():
-        raise DownloadError(f"{dest} already exists; remove it or extract elsewhere.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-    try:
-        kind = _archive_kind(archive)
-        try:
-            if kind == "zip":
-                _extract_zip(archive, tmp)
-            else:
-                _extract_tar(archive, tmp)
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise DownloadError(f"{archive}: extraction failed ({exc}); the archive is corrupted.") from exc
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
-
+    return path.is_file() and _file_hash(path, algorithm) == value
 
 # --------------------------------------------------------------------------- fetch
+STALE_AFTER_S = 600.0
+"""A temporary file or folder not written for this long (seconds) is a leftover of a killed run
+(a live download writes every few seconds; pooch gives up on a silent server after 30 s)."""
+
+_DOWNLOAD_TEMPS = ("tmp????????", "*.sha256.tmp")  # pooch: tempfile.NamedTemporaryFile names
+_EXTRACT_TEMPS = (".*.staging-*", ".*.partial-*", ".*.extracted.tmp")
+_STAMP_CHECK = "complete-v2"  # extraction with every member read to the end and the layout checked
+
+
+def _clean_leftovers(downloads: Path, target: Path) -> list[Path]:
+    """Remove (and report) temporaries that a killed fetch left in ``downloads`` / ``target``."""
+    removed = clean_stale(downloads, _DOWNLOAD_TEMPS, older_than_s=STALE_AFTER_S)
+    return removed + clean_stale(target, _EXTRACT_TEMPS, older_than_s=STALE_AFTER_S)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_plain_http(entry: DatasetEntry, source: str, user_hash: str | None) -> None:
+    """Warn when a download travels over plain http and no registry checksum protects it."""
+    parts = urllib.parse.urlsplit(source)
+    if parts.scheme.lower() != "http" or _is_loopback(parts.hostname):
+        return
+    if entry.sha256 and user_hash in (None, normalise_hash(entry.sha256)):
+        return  # the registry's published checksum protects the download
+    rests_on = ("the checksum you passed (known_hash); make sure it comes from a trusted "
+                "source, not from the same http server" if user_hash else
+                "nothing: with allow_unverified the first download is trusted as it arrives")
+    warnings.warn(
+        f"{entry.name}: {source} is plain http (no TLS), so the archive can be altered on its "
+        f"way to you, and adlib knows no published checksum for it; its integrity rests on "
+        f"{rests_on}.", DataWarning, stacklevel=3)
+
+
 def _find_reader_root(folder: Path, marker: str, depth: int = 2) -> Path | None:
     """The shallowest folder at most ``depth`` levels under ``folder`` that holds ``marker``."""
     level = [folder]
@@ -468,7 +165,8 @@ def _find_reader_root(folder: Path, marker: str, depth: int = 2) -> Path | None:
         for candidate in level:
             if (candidate / marker).is_dir():
                 return candidate
-        level = [p for c in level for p in sorted(c.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+        level = [p for c in level for p in sorted(c.iterdir())
+                 if p.is_dir() and not p.name.startswith(".")]
     return None
 
 
@@ -480,49 +178,90 @@ def _stamp_path(target: Path, entry: DatasetEntry) -> Path:
     return target / f".{entry.name}{_STAMP_SUFFIX}"
 
 
+def _read_stamp(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _owned_by_stamps(target: Path) -> set[str]:
     owned: set[str] = set()
     for stamp in target.glob(f".*{_STAMP_SUFFIX}"):
-        try:
-            owned.update(json.loads(stamp.read_text(encoding="utf-8")).get("items", []))
-        except (OSError, ValueError):
-            continue
+        owned.update(_read_stamp(stamp).get("items", []))
     return owned
 
 
-def _install(archive: Path, archive_hash: str, entry: DatasetEntry, target: Path) -> None:
-    """Extract ``archive`` and move its top-level items into ``target`` (with a stamp)."""
+def _install(archive: Path, archive_hash: str, entry: DatasetEntry, target: Path,
+             max_bytes: int | None, max_members: int | None) -> None:
+    """Extract ``archive``, check its layout, then move its top-level items into ``target``.
+
+    Nothing reaches ``target`` unless the whole archive extracted (every member read to the end)
+    and holds the entry's ``marker`` folder; the stamp is written last.
+    """
     target.mkdir(parents=True, exist_ok=True)
     staging = target / f".{entry.name}.staging-{uuid.uuid4().hex[:8]}"
     try:
-        safe_extract(archive, staging)
+        safe_extract(archive, staging, max_bytes=max_bytes, max_members=max_members)
         if entry.wrap and _find_reader_root(staging, entry.marker) is None:
             wrapped = staging / entry.marker
             wrapped.mkdir()
             for item in list(_iter_top(staging)):
                 if item != wrapped:
                     os.replace(item, wrapped / item.name)
+        if _find_reader_root(staging, entry.marker) is None:
+            found = ", ".join(p.name for p in _iter_top(staging)) or "nothing"
+            raise DownloadError(
+                f"{entry.name}: {archive.name} holds no '{entry.marker}' folder (its top level: "
+                f"{found}), so it is not the expected dataset; nothing was installed. Expected "
+                f"layout: {entry.layout}. Fix: check the URL.")
         items = [p for p in _iter_top(staging) if not p.name.startswith(".")]
         owned = _owned_by_stamps(target)
+        foreign = [target / p.name for p in items if ((target / p.name).exists() or
+                   (target / p.name).is_symlink()) and p.name not in owned]
+        if foreign:
+            raise DownloadError(
+                f"{', '.join(map(str, foreign))} already exist(s) and was not extracted by adlib; "
+                f"move it away (or point `root=` elsewhere) and fetch {entry.name!r} again.")
         for item in items:
             dest = target / item.name
-            if dest.exists() or dest.is_symlink():
-                if item.name not in owned:
-                    raise DownloadError(
-                        f"{dest} already exists and was not extracted by adlib; move it away "
-                        f"(or point `root=` elsewhere) and fetch {entry.name!r} again."
-                    )
-                if dest.is_dir() and not dest.is_symlink():
-                    shutil.rmtree(dest)
-                else:
-                    dest.unlink()
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            elif dest.exists() or dest.is_symlink():
+                dest.unlink()
             os.replace(item, dest)
-        stamp = {"archive": archive.name, "sha256": archive_hash, "items": [p.name for p in items]}
+        stamp = {"archive": archive.name, "sha256": archive_hash, "check": _STAMP_CHECK,
+                 "items": [p.name for p in items]}
         tmp_stamp = _stamp_path(target, entry).with_suffix(".tmp")
         tmp_stamp.write_text(json.dumps(stamp, indent=1), encoding="utf-8")
         os.replace(tmp_stamp, _stamp_path(target, entry))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _installed(target: Path, entry: DatasetEntry, archive_hash: str) -> bool:
+    """True when ``target`` holds a complete, checked extraction of this very archive."""
+    record = _read_stamp(_stamp_path(target, entry))
+    return (record.get("sha256") == archive_hash and record.get("check") == _STAMP_CHECK
+            and all((target / item).exists() for item in record.get("items", [])))
+
+
+def _read_trusted(path: Path) -> str | None:
+    """The recorded SHA-256 of a first download, or ``None`` when there is no record."""
+    if not path.is_file():
+        return None
+    try:
+        return normalise_hash(path.read_text(encoding="utf-8"), str(path))
+    except DownloadError as exc:
+        raise DownloadError(f"{exc}\nThis record is damaged. Fix: delete {path} (and the archive "
+                            "next to it) and fetch again.") from None
+
+
+def _write_trusted(path: Path, digest: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(digest + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _rsdd_error(entry: DatasetEntry, root: Path) -> DownloadError:
@@ -536,6 +275,21 @@ def _rsdd_error(entry: DatasetEntry, root: Path) -> DownloadError:
     )
 
 
+def _mismatch(entry: DatasetEntry, source: str, exc: Exception, archive: Path,
+              keep: tuple[str | None, ...]) -> DownloadError:
+    """The error for a download that failed its checksum; delete the cached archive unless it
+    matches a checksum adlib trusts (the registry's, or a recorded first download)."""
+    if any(h is not None and _hash_matches(archive, h) for h in keep):
+        fate = (f"The cached archive {archive} matches adlib's own checksum for "
+                f"{entry.name} and was kept. Fix: check the known_hash you passed (or leave it "
+                "out to use the recorded one).")
+    else:
+        archive.unlink(missing_ok=True)
+        fate = ("No archive was kept. Fix: try again; if it fails again, check the URL and the "
+                "expected hash.")
+    return DownloadError(f"{entry.name}: checksum mismatch for {source} ({exc}). {fate}")
+
+
 def fetch(
     name: str,
     *,
@@ -544,12 +298,17 @@ def fetch(
     known_hash: str | None = None,
     progress: bool = True,
     allow_unverified: bool = False,
+    max_bytes: int | None = None,
+    max_members: int | None = None,
 ) -> Path:
     """Download, verify and extract a registry dataset; return the folder its reader takes.
 
     The archive is cached under ``<root>/downloads``. Its checksum is verified after the
     download and again on every later call (pooch re-hashes a cached file and downloads it again
-    when it does not match; a download that still fails its checksum is deleted and raises).
+    when it does not match; a download that still fails its checksum is deleted and raises,
+    except a cached archive that matches adlib's own checksum). Temporaries left by a killed
+    earlier fetch are removed first (and reported). An archive that fails to extract is deleted
+    with its partial folder and any recorded checksum.
 
     Args:
         name: registry key (see ``adlib data list`` / :data:`REGISTRY`).
@@ -558,15 +317,18 @@ def fetch(
         known_hash: expected hash (``"<sha256 hex>"`` or ``"md5:<hex>"``); overrides the registry.
         progress: show a download progress bar.
         allow_unverified: accept an entry without any published checksum. The SHA-256 of the
-            first download is then recorded next to the archive and enforced afterwards.
+            first download is recorded once it extracted completely, and enforced afterwards.
+        max_bytes: cap on the archive's uncompressed size (see :func:`safe_extract`).
+        max_members: cap on the archive's number of members.
 
     Returns:
         The folder to pass to the dataset's reader (e.g. ``read_mvtec(path, category)``).
 
     Raises:
         DownloadError: unknown name, no URL, no checksum (without ``allow_unverified``),
-            checksum mismatch, network failure or unexpected archive content.
-        UnsafeArchiveError: the archive tries to write outside its folder.
+            checksum mismatch, network failure, damaged archive or unexpected archive content.
+        UnsafeArchiveError: the archive could write outside its folder, or holds links.
+        ArchiveLimitError: the archive is over the size or member limits, or the disk is full.
     """
     import pooch
 
@@ -582,10 +344,14 @@ def fetch(
 
     downloads = root / "downloads"
     archive = downloads / entry.filename
+    target = root / entry.extract_to
     first_seen = archive.with_name(archive.name + ".first-download.sha256")
-    expected = known_hash or entry.sha256
-    if expected is None and first_seen.is_file():
-        expected = first_seen.read_text(encoding="utf-8").strip()
+    _clean_leftovers(downloads, target)
+    user_hash = normalise_hash(known_hash) if known_hash else None
+    registry_hash = normalise_hash(entry.sha256, f"registry checksum of {entry.name}") \
+        if entry.sha256 else None
+    trusted = _read_trusted(first_seen)
+    expected = user_hash or registry_hash or trusted
     if expected is None and not allow_unverified:
         raise DownloadError(
             f"{entry.name}: no checksum is recorded ({entry.hash_note}). Pass "
@@ -593,6 +359,7 @@ def fetch(
             "allow_unverified=True (CLI: --allow-unverified) to accept it unverified; the SHA-256 "
             "of that first download is then recorded and enforced on every later use."
         )
+    _warn_plain_http(entry, source, user_hash)
 
     try:
         path = Path(
@@ -607,39 +374,24 @@ def fetch(
     except ValueError as exc:  # pooch: hash mismatch (its temporary file is already removed)
         if "hash" not in str(exc).lower():  # e.g. an unsupported URL scheme
             raise DownloadError(f"{entry.name}: cannot download {source}: {exc}") from exc
-        if archive.exists() and (expected is None or not _hash_matches(archive, expected)):
-            archive.unlink()
-        raise DownloadError(
-            f"{entry.name}: checksum mismatch for {source} ({exc}). The archive was deleted; "
-            "try again, or check the URL / expected hash."
-        ) from exc
+        raise _mismatch(entry, source, exc, archive, (registry_hash, trusted)) from exc
     except Exception as exc:  # network errors (requests), missing downloaders, ...
         raise DownloadError(f"{entry.name}: download from {source} failed: {exc}") from exc
 
     archive_hash = _file_hash(path)
-    if expected is None:  # allow_unverified: trust on first use, enforce afterwards
-        first_seen.write_text(archive_hash + "\n", encoding="utf-8")
-
-    target = root / entry.extract_to
-    stamp = _stamp_path(target, entry)
-    done = False
-    if stamp.is_file():
+    if not _installed(target, entry, archive_hash):
         try:
-            record = json.loads(stamp.read_text(encoding="utf-8"))
-            done = record.get("sha256") == archive_hash and all(
-                (target / item).exists() for item in record.get("items", [])
-            )
-        except (OSError, ValueError):
-            done = False
-    if not done:
-        try:
-            _install(path, archive_hash, entry, target)
+            _install(path, archive_hash, entry, target, max_bytes, max_members)
         except DownloadError as exc:
-            # An unsafe archive is never kept; nor is an unverified one that fails to extract.
-            if isinstance(exc, UnsafeArchiveError) or expected is None:
-                path.unlink(missing_ok=True)
-                first_seen.unlink(missing_ok=True)
-            raise
+            if isinstance(exc, ArchiveLimitError) and expected is not None:
+                raise  # a verified archive that is merely too large: keep it for a retry
+            path.unlink(missing_ok=True)
+            first_seen.unlink(missing_ok=True)
+            raise type(exc)(
+                f"{exc}\n{entry.name}: the archive {path} was deleted, with its partial folder "
+                "and any recorded checksum; fetching again downloads it anew.") from exc
+    if expected is None:  # allow_unverified: trust on first use, only after a complete install
+        _write_trusted(first_seen, archive_hash)
 
     reader_root = _find_reader_root(target, entry.marker)
     if reader_root is None:

@@ -1,4 +1,4 @@
-"""The sample type every reader returns (:class:`Sample`, :class:`Split`) and :class:`DataError`."""
+"""The sample type every reader returns (:class:`Sample`, :class:`Split`) and the data errors."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ class DataError(ValueError):
 
     The message names the offending path, what was expected and how to fix it.
     """
+
+
+class DownloadError(DataError):
+    """A download or an extraction failed, was refused, or its checksum did not match."""
 
 
 class DataWarning(UserWarning):
