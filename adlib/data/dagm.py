@@ -32,6 +32,7 @@ def _read_labels(folder: Path) -> list[Sample]:
     lines = labels_txt.read_text(encoding="utf-8", errors="replace").splitlines()
     samples: list[Sample] = []
     problems: list[str] = []
+    seen: dict[Path, tuple[int, tuple[str, str]]] = {}  # image -> (line, (flag, label file))
     for number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields or (number == 1 and len(fields) == 1):
@@ -41,13 +42,33 @@ def _read_labels(folder: Path) -> list[Sample]:
                             "'<id> <0|1> <image file> 0 <label file or 0>'")
             continue
         image = folder / fields[2]
+        mask_name = fields[4] if len(fields) >= 5 else "0"
+        key = image.resolve()
+        if key in seen:
+            first, before = seen[key]
+            if before != (fields[1], mask_name):
+                problems.append(
+                    f"line {number}: image {fields[2]} is listed again with a different label "
+                    f"(line {first}: flag {before[0]}, label file {before[1]}; line {number}: "
+                    f"flag {fields[1]}, label file {mask_name}); it cannot be both good and "
+                    "defective: delete the wrong row")
+            else:
+                warnings.warn(f"{labels_txt}: line {number} repeats line {first} (image "
+                              f"{fields[2]}); the image is used once.", DataWarning, stacklevel=3)
+            continue
+        seen[key] = (number, (fields[1], mask_name))
         if not image.is_file():
             problems.append(f"line {number}: image {image} does not exist")
             continue
         if fields[1] == "0":
+            if mask_name != "0":
+                problems.append(
+                    f"line {number}: image {fields[2]} is flagged 0 (defect-free) but names the "
+                    f"label file {mask_name}; set the flag to 1 if it is defective, or column 5 "
+                    "to 0 if it is not")
+                continue
             samples.append(Sample(image, 0, GOOD))
             continue
-        mask_name = fields[4] if len(fields) >= 5 else "0"
         mask = label_dir / mask_name if mask_name != "0" else None
         if mask is None or not mask.is_file():
             problems.append(f"line {number}: defective image {fields[2]} has no label file "

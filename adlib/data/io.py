@@ -5,12 +5,15 @@ Images become HxWxC ``uint8`` arrays (C = 1 or 3), masks HxW ``bool`` arrays.
 
 from __future__ import annotations
 
+import errno
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from adlib.data.types import DataError
+from adlib.data.types import DataError, DataWarning
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """File suffixes (lower case) the readers treat as images."""
@@ -23,15 +26,57 @@ _PIL_CHANNELS = {"1": 1, "L": 1, "P": 3, "I": 1, "I;16": 1, "I;16B": 1, "I;16L":
 JPEG_MID_TONE_LIMIT = 0.05
 """A JPEG mask is rejected when more than this fraction of its pixels is mid-grey (64..191)."""
 
+LOW_BIT_DEPTH_WARNING = 14
+"""A 16-bit image whose values all fit in this many bits (or fewer) gets a :class:`DataWarning`:
+it probably holds unscaled 10/12/14-bit camera values and is too dark when scaled by 65535."""
+
+_warned_low_depth: set[Path] = set()  # folders already warned about (one warning per folder)
+
 
 def is_image_file(path: Path) -> bool:
     """True for a regular file with an image suffix (case-insensitive), hidden files excluded."""
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def broken_link(path: Path) -> str | None:
+    """``"dangling"`` or ``"loops"`` for a symbolic link that leads to no file, else ``None``."""
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "dangling"
+    except OSError as err:
+        return "loops" if err.errno == errno.ELOOP else f"unreadable ({err.strerror})"
+    return None
+
+
+def check_links(entries: list[Path], what: str = "image") -> None:
+    """Raise a :class:`DataError` listing every broken symbolic link among ``entries``.
+
+    A broken link would otherwise be skipped without a word (``Path.is_file()`` is False for
+    it), silently shrinking the dataset.
+    """
+    broken = [(p, state) for p in entries if (state := broken_link(p)) is not None]
+    if not broken:
+        return
+    listed = "\n  - ".join(f"{p} -> {os.readlink(p)} ({state})" for p, state in broken[:20])
+    more = f"\n  ... and {len(broken) - 20} more" if len(broken) > 20 else ""
+    raise DataError(f"{len(broken)} {what} link(s) in {broken[0][0].parent} point to nothing:"
+                    f"\n  - {listed}{more}\nFix: restore the files they point to (a data disk "
+                    "that is not mounted?) or delete the links.")
+
+
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
+    """Image files directly inside ``folder``, sorted by name.
+
+    Raises:
+        DataError: a symbolic link with an image suffix is dangling or loops.
+    """
+    entries = sorted(Path(folder).iterdir())
+    check_links([p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES
+                 and not p.name.startswith(".")])
+    return [p for p in entries if is_image_file(p)]
 
 
 def _unreadable(path: Path, err: Exception) -> DataError:
@@ -85,13 +130,40 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     return np.array(im)  # a writable copy
 
 
-def _to_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
+def _warn_low_depth(path: Path, peak: int) -> None:
+    """Warn (once per folder) that a 16-bit image uses only the low bits."""
+    folder = path.parent.resolve()
+    if folder in _warned_low_depth:
+        return
+    _warned_low_depth.add(folder)
+    bits = max(int(peak).bit_length(), 1)
+    warnings.warn(
+        f"{path} is a 16-bit image whose values all fit in {bits} bits (max {peak} of 65535): "
+        f"probably unscaled {bits}-bit camera data. Scaled by the 16-bit range it becomes "
+        f"{65535 / max(2**bits - 1, 1):.0f}x too dark. Fix: if the camera has {bits} bits, pass "
+        f"bit_depth={bits} to read_image, or convert the files to 8 bit (e.g. arr >> "
+        f"{max(bits - 8, 0)}); ignore this if the images are genuinely that dark. (Warned once "
+        "for this folder.)", DataWarning, stacklevel=4)
+
+
+def _to_uint8(arr: np.ndarray, path: Path, bit_depth: int | None = None) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
     if arr.dtype == np.uint16 or (np.issubdtype(arr.dtype, np.integer) and arr.max(initial=0) > 255):
-        top = 65535.0 if arr.max(initial=0) <= 65535 else float(arr.max())
+        peak = int(arr.max(initial=0))
+        if bit_depth is not None:
+            top = float(2**bit_depth - 1)
+            if peak > top:
+                raise DataError(f"{path} holds the value {peak}, more than {bit_depth} bits "
+                                f"allow (max {top:.0f}). Fix: pass the right bit_depth.")
+        elif peak <= 65535:
+            top = 65535.0
+            if 0 < peak < 2**LOW_BIT_DEPTH_WARNING:
+                _warn_low_depth(path, peak)
+        else:
+            top = float(peak)
         return np.clip(np.rint(arr.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
         return np.clip(arr, 0, 255).astype(np.uint8)
@@ -119,22 +191,32 @@ def _to_hwc(arr: np.ndarray, path: Path) -> np.ndarray:
     )
 
 
-def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
+def read_image(
+    path: str | Path, channels: int | None = None, *, bit_depth: int | None = None
+) -> np.ndarray:
     """Read an image as an HxWxC ``uint8`` array.
 
     16-bit and float images are scaled to 0..255 (by the dtype's full range), an alpha channel
-    is dropped, grey images get one channel.
+    is dropped, grey images get one channel. A 16-bit image whose values all fit in
+    :data:`LOW_BIT_DEPTH_WARNING` bits or fewer (e.g. a 12-bit camera's values stored unscaled)
+    gets a :class:`~adlib.data.types.DataWarning` naming it, once per folder.
 
     Args:
         path: image file (PNG, JPEG, BMP or TIFF).
         channels: ``None`` keeps the stored channels; 3 converts grey to RGB; 1 converts RGB to
             grey (ITU-R 601 luma).
+        bit_depth: bits actually used by a 16-bit image (e.g. 12): scale by ``2**bit_depth - 1``
+            instead of 65535.
 
     Raises:
-        DataError: the file is missing, undecodable or has an unexpected shape.
+        DataError: the file is missing, undecodable or has an unexpected shape, or a value does
+            not fit in ``bit_depth``.
     """
     path = Path(path)
-    return convert_channels(_to_hwc(_to_uint8(_decode_raw(path), path), path), channels, path)
+    if bit_depth is not None and not 1 <= bit_depth <= 16:
+        raise DataError(f"bit_depth must be 1..16, got {bit_depth} (reading {path}).")
+    arr = _to_uint8(_decode_raw(path), path, bit_depth)
+    return convert_channels(_to_hwc(arr, path), channels, path)
 
 
 def convert_channels(arr: np.ndarray, channels: int | None, path: str | Path = "<array>") -> np.ndarray:

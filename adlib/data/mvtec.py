@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from adlib.data.io import IMAGE_SUFFIXES, find_child, require_dir, require_images
+from adlib.data.io import IMAGE_SUFFIXES, check_links, find_child, require_dir, require_images
 from adlib.data.types import GOOD, DataError, DataWarning, Sample, Split
 from adlib.data.validate import checked
 
@@ -58,7 +58,9 @@ def read_mvtec(
     train = [Sample(p, 0, GOOD) for p in require_images(
         cat_dir / "train" / "good", "MVTec training folder", MVTEC_LAYOUT, _FIX)]
     test_dir = require_dir(cat_dir / "test", "MVTec test folder", MVTEC_LAYOUT, _FIX)
-    type_dirs = sorted(p for p in test_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    entries = sorted(test_dir.iterdir())
+    check_links(entries, "test folder")
+    type_dirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
     if not type_dirs:
         raise DataError(f"MVTec test folder {test_dir} has no sub-folders (good, <defect type>)."
                         f"\nExpected layout:\n{MVTEC_LAYOUT}\nFix: {_FIX}")

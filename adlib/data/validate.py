@@ -67,6 +67,49 @@ def _content_hash(arr: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _label(name: str, s: Sample) -> str:
+    return f"{name} {'defective' if s.label else 'good'} ({s.defect})"
+
+
+def _same_files(split: Split) -> tuple[list[str], list[str]]:
+    """Files (after resolving links) listed in test and another list, and files listed twice.
+
+    The second catches e.g. a defect folder that is a symbolic link to ``good``: every good
+    image is then listed again as a defect.
+    """
+    by_file: dict[Path, list[tuple[str, Sample]]] = {}
+    for name, samples in split.sample_lists().items():
+        for s in samples:
+            by_file.setdefault(Path(s.path).resolve(), []).append((name, s))
+    overlap, twice = [], []
+    for real, uses in by_file.items():
+        if len(uses) < 2:
+            continue
+        names = {name for name, _ in uses}
+        listed = "; ".join(f"{s.path} as {_label(name, s)}" for name, s in uses)
+        if "test" in names and len(names) > 1:
+            overlap.append(f"{real}: {listed}")
+        else:
+            twice.append(f"{real} is listed {len(uses)} times: {listed}")
+    return overlap, twice
+
+
+def _content_problems(hashes: dict[str, dict[str, list[tuple[Path, Sample]]]]) -> tuple[
+        list[str], list[str]]:
+    """Test images with the pixels of a non-test image, and identical test images whose labels
+    differ (e.g. a defect folder that is a copy of ``good``)."""
+    test = hashes.get("test", {})
+    leaked = [f"test image {t} has the same pixels as {name} image {p}"
+              for name, table in hashes.items() if name != "test"
+              for key, uses in table.items() if key in test
+              for p, _ in uses[:1] for t, _ in test[key]]
+    conflicting = []
+    for uses in test.values():
+        if len({(s.label, s.defect) for _, s in uses}) > 1:
+            conflicting.append(" = ".join(f"{p} ({_label('test', s)})" for p, s in uses))
+    return leaked, conflicting
+
+
 def validate_split(
     split: Split,
     *,
@@ -77,10 +120,13 @@ def validate_split(
     """Check a split; raise :class:`DataError` listing every offending file.
 
     Always (cheap, headers only): non-empty train (unless ``split.extra["patch_protocol"]``) and
-    test, no path shared by train and test, a mask file for every defective test image when
-    ``split.has_masks``, one channel count for all images, mask size == image size.
-    With ``check_images``: every image and mask is decoded once (corrupt files, binary masks)
-    and train/test images with identical pixels are reported.
+    test; no file (after resolving symbolic links) shared by test and any other list (``train``,
+    DAGM's ``train_defective``, ...) or listed twice; a mask file for every defective test image
+    when ``split.has_masks``; one channel count for all images; mask size == image size.
+    With ``check_images``: every image and mask is decoded once (corrupt files, binary masks);
+    a test image with the same decoded pixels as an image of any other list, identical test
+    images with different labels, and defective images whose mask is all zero are reported.
+    These checks are the same for every layout.
 
     Args:
         split: what a reader returned.
@@ -100,9 +146,12 @@ def validate_split(
     if not split.test:
         raise DataError(f"{where}: no test images. Fix: check the test folder of the layout.")
 
-    train_paths = {Path(s.path).resolve() for s in split.train}
-    shared = sorted(str(s.path) for s in split.test if Path(s.path).resolve() in train_paths)
-    _fail(shared, split, "train/test overlap (same file in both; the test would be leaked)")
+    overlap, twice = _same_files(split)
+    _fail(overlap, split, "train/test overlap (same file in both; the test would be leaked). "
+          "Fix: remove these files from one of the folders")
+    _fail(twice, split, "the same file is listed more than once (a folder that is a symbolic "
+          "link to another one, e.g. a defect folder linked to good?). Fix: replace the link by "
+          "the real folder, or remove it")
 
     if split.has_masks:
         missing = [f"{s.path}: defective but no mask" for s in split.test
@@ -113,8 +162,9 @@ def validate_split(
     samples: list[tuple[str, Sample]] = [(name, s) for name, lst in lists.items() for s in lst]
     report = ValidationReport(decoded=check_images)
     problems: list[str] = []
+    empty: list[str] = []
     channels: dict[int, list[Path]] = {}
-    hashes: dict[str, dict[str, Path]] = {"train": {}, "test": {}}
+    hashes: dict[str, dict[str, list[tuple[Path, Sample]]]] = {name: {} for name in lists}
     bar = tqdm(samples, desc=f"validate {split.dataset}/{split.category}", unit="img",
                disable=not (progress and check_images), leave=False)
     for name, s in bar:
@@ -124,8 +174,7 @@ def validate_split(
                 h, w, c = img.shape
                 if keep_arrays:
                     report.images[Path(s.path)] = img
-                if name in hashes:
-                    hashes[name].setdefault(_content_hash(img), Path(s.path))
+                hashes[name].setdefault(_content_hash(img), []).append((Path(s.path), s))
             else:
                 h, w, c = probe_image(s.path)
             report.n_files += 1
@@ -136,6 +185,9 @@ def validate_split(
                     mask = read_mask(s.mask_path, shape=(h, w))
                     if keep_arrays:
                         report.masks[Path(s.mask_path)] = mask
+                    if s.label == 1 and not mask.any():
+                        empty.append(f"{s.mask_path}: all zero, but its image {s.path} is "
+                                     f"labelled defective ({s.defect})")
                 else:
                     mh, mw, _ = probe_image(s.mask_path)
                     if (mh, mw) != (h, w):
@@ -154,9 +206,14 @@ def validate_split(
     report.channels = next(iter(channels)) if channels else 0
 
     if check_images:
-        same = [f"{hashes['test'][k]} has the same pixels as train image {p}"
-                for k, p in hashes["train"].items() if k in hashes["test"]]
-        _fail(same, split, "train/test overlap (identical pixel content)")
+        _fail(empty, split, "defective images with an empty mask: pixel metrics would score "
+              "them as defect-free (e.g. pixel F1 0.0). Fix: draw the defect in the mask, or "
+              "label the image as good")
+        leaked, conflicting = _content_problems(hashes)
+        _fail(leaked, split, "train/test overlap (identical pixel content; the test would be "
+              "leaked). Fix: delete the copy, or replace it by the right image")
+        _fail(conflicting, split, "identical test images with different labels (a defect folder "
+              "that is a copy of another?). Fix: remove the copies")
     report.seconds = time.perf_counter() - start
     return report
 
