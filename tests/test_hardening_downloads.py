@@ -241,7 +241,7 @@ def test_compression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
     assert bomb.stat().st_size < 100_000
     before = tree(tmp_path)
     start = time.perf_counter()
-    with pytest.raises(ArchiveLimitError, match=r"50\.0 MB is more than the limit of 10\.0 MB"):
+    with pytest.raises(ArchiveLimitError, match=r"size is at least 50\.0 MB, more than the limit of 10\.0 MB"):
         safe_extract(bomb, tmp_path / "out", max_bytes=10 * 10**6)
     assert time.perf_counter() - start < 5  # refused from the header, not after unpacking
     assert tree(tmp_path) == before
@@ -264,7 +264,8 @@ def test_absurd_member_count_is_refused(tmp_path: Path, kind: str) -> None:
     files = {f"bottle/{i}.txt": b"" for i in range(30)}
     archive = (tar_archive(tmp_path / "a.tar.bz2", files, mode="w:bz2") if kind == "tar"
                else zip_archive(tmp_path / "a.zip", files))
-    with pytest.raises(ArchiveLimitError, match="number of members"):
+    with pytest.raises(ArchiveLimitError, match="number of members (is at least )?(21|30), more "
+                                                "than the limit of 20"):
         safe_extract(archive, tmp_path / "out", max_members=20)
     assert safe_extract(archive, tmp_path / "ok", max_members=30) == tmp_path / "ok"
     assert len(list((tmp_path / "ok" / "bottle").iterdir())) == 30

@@ -222,11 +222,14 @@ def _copy(source: BinaryIO, target: Path, budget: int, archive: Path) -> int:
     return written
 
 
-def _over_limit(archive: Path, what: str, value: int, limit: int, name: str) -> ArchiveLimitError:
+def _over_limit(archive: Path, what: str, value: int, limit: int, name: str,
+                at_least: bool = False) -> ArchiveLimitError:
+    """The error for ``value`` over ``limit`` (``at_least``: counting stopped at ``value``)."""
     variable = "ADLIB_MAX_ARCHIVE_BYTES" if name == "max_bytes" else "ADLIB_MAX_ARCHIVE_MEMBERS"
     shown = (format_size(value), format_size(limit)) if name == "max_bytes" else (value, limit)
     return ArchiveLimitError(
-        f"{archive}: {what} {shown[0]} is more than the limit of {shown[1]}; refusing to extract "
+        f"{archive}: {what} {'is at least ' if at_least else ''}{shown[0]}, more than the limit "
+        f"of {shown[1]}; refusing to extract "
         f"it (a compression bomb, or the wrong file?). Fix: if the archive is genuine, raise the "
         f"limit with {name}=... (or the environment variable {variable}).")
 
@@ -298,14 +301,14 @@ def _walk_tar(archive: Path, dest: Path, limits: _Limits, write_to: Path | None)
             for member in tar:
                 count += 1
                 if count > limits.max_members:
-                    raise _over_limit(archive, "the number of members is over", count - 1,
-                                      limits.max_members, "max_members")
+                    raise _over_limit(archive, "the number of members", count,
+                                      limits.max_members, "max_members", at_least=True)
                 parts = _check_tar_member(member, dest, archive)
                 if member.isfile():
                     total += member.size
                 if total > limits.max_bytes:
                     raise _over_limit(archive, "the uncompressed size", total,
-                                      limits.max_bytes, "max_bytes")
+                                      limits.max_bytes, "max_bytes", at_least=True)
                 if write_to is None:
                     continue
                 target = write_to.joinpath(*parts)

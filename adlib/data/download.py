@@ -115,6 +115,7 @@ def _hash_matches(path: Path, known_hash: str) -> bool:
     algorithm, value = _split_hash(known_hash)
     return path.is_file() and _file_hash(path, algorithm) == value
 
+
 # --------------------------------------------------------------------------- fetch
 STALE_AFTER_S = 600.0
 """A temporary file or folder not written for this long (seconds) is a leftover of a killed run

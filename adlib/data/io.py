@@ -47,7 +47,7 @@ def broken_link(path: Path) -> str | None:
     except FileNotFoundError:
         return "dangling"
     except OSError as err:
-        return "loops" if err.errno == errno.ELOOP else f"unreadable ({err.strerror})"
+        return "loops" if err.errno == getattr(errno, "ELOOP", -1) else f"unreadable ({err.strerror})"
     return None
 
 
