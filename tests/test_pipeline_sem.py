@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from adlib import config
-from adlib import results as R
+from adlib import results
+from adlib.config import SettingsError
 from adlib.data.types import DataError
 from adlib.pipelines import sem_patches as P
+from adlib.pipelines import sem_views as views
+
+matplotlib.use("Agg")
+RUN = "s0-abc123"
+TINY = {"n_train": 64, "max_val_patches": 32, "den_depth": 2, "depth_study": [1, 2],
+        "den_width": 4, "base": 4, "latent_dim": 8}
 
 
 @pytest.fixture(autouse=True)
@@ -21,38 +28,72 @@ def _one_thread() -> None:
     torch.set_num_threads(1)  # the test machine is shared
 
 
-def _tiny_cfg(**over) -> dict:
-    cfg = config.pick("smoke", P.PROFILES, {})
-    cfg.update({"n_train": 64, "max_val_patches": 32, "den_depth": 2, "depth_study": [1, 2],
-                "den_width": 4, "base": 4, "latent_dim": 8}, **over)
-    return cfg
+@pytest.fixture(scope="module")
+def cfg() -> dict:
+    return P.settings("smoke", TINY)
 
 
 @pytest.fixture(scope="module")
-def data() -> P.Data:
+def data(cfg: dict) -> P.Data:
     torch.set_num_threads(1)
-    return P.load_data(None, "nanofibres", _tiny_cfg(), seed=0, progress=False)
+    return P.load(cfg, data_root=None, seed=0, progress=False)
 
 
-def test_profiles_have_the_same_keys() -> None:
+@pytest.fixture(scope="module")
+def run(data: P.Data, cfg: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """All three variants trained (with the depth study's denoisers), evaluated and saved."""
+    root = tmp_path_factory.mktemp("results")
+    trained = {v: P.train(data, cfg, v, results_dir=root, run=RUN, force=True, progress=False,
+                          depths=cfg["depth_study"]) for v in P.VARIANTS}
+    evals = [ev for v in P.VARIANTS for ev in P.evaluate(trained[v], data, cfg)]
+    paths = P.save(evals, trained, data, cfg, results_dir=root, profile="smoke", seed=0, run=RUN)
+    return {"root": root, "trained": trained, "evals": evals, "paths": paths}
+
+
+def test_profiles_and_parameters() -> None:
     keys = {name: set(cfg) for name, cfg in P.PROFILES.items()}
     assert set(keys) == {"smoke", "cpu", "paper"}
     assert keys["smoke"] == keys["cpu"] == keys["paper"]
+    assert set(P.PARAMETERS) <= keys["smoke"] and P.PARAMETERS["epochs"] == "EPOCHS"
     assert all(cfg["image_size"] == 32 for cfg in P.PROFILES.values())  # the seed's patch size
     assert P.PROFILES["paper"]["den_depth"] == 20 and 10 in P.PROFILES["cpu"]["depth_study"]
+    assert P.VARIANTS == ("sae", "dae", "cvae")
 
 
-def test_bad_settings_fail_before_training(tmp_path: Path) -> None:
-    with pytest.raises(P.PipelineError, match="multiple of 8"):
-        P.load_data(None, "nanofibres", _tiny_cfg(image_size=20), progress=False)
-    with pytest.raises(DataError, match=str(tmp_path)):
-        P.load_data(tmp_path, "nanofibres", _tiny_cfg(), progress=False)
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"epochs": 0}, "EPOCHS=0"),  # was a KeyError 'val_mse' after loading the data
+    ({"den_epochs": 0}, "DEN_EPOCHS=0"),
+    ({"den_depth": 0}, "DENOISER_DEPTH=0"),
+    ({"depth_study": [0, 2]}, "DEPTH_STUDY"),
+    ({"image_size": 20}, "IMAGE_SIZE=20.*multiple of 8"),
+    ({"stride": "[16]"}, "STRIDE"),
+    ({"threshold_q": 95}, "THRESHOLD_Q=95"),
+    ({"beta": -1}, "CVAE_BETA"),
+    ({"synthetic_size": "huge"}, "SYNTHETIC_SIZE"),
+    ({"latent_size": 8}, "Unknown setting"),
+])
+def test_settings_refuse_bad_values(overrides: dict, match: str) -> None:
+    with pytest.raises(SettingsError, match=match):
+        P.settings("smoke", overrides)
+
+
+def test_settings_parse_text_and_keep_none() -> None:
+    cfg = P.settings("cpu", {"depth_study": "[5, 10]", "stride": "16", "epochs": None})
+    assert cfg["depth_study"] == [5, 10] and cfg["stride"] == 16
+    assert cfg["epochs"] == P.PROFILES["cpu"]["epochs"]
+
+
+def test_bad_data_fails_before_training(tmp_path: Path, cfg: dict) -> None:
+    with pytest.raises(DataError, match=str(tmp_path / "missing")):
+        P.load(cfg, data_root=tmp_path / "missing", progress=False)
+    with pytest.raises(SettingsError, match="CATEGORY"):
+        P.load(cfg, data_root=None, category="hazelnut", progress=False)
 
 
 def test_patches_and_splits(data: P.Data) -> None:
     p = data.patches
     assert p.train.shape[1:3] == (32, 32) and len(p.train) == 64
-    assert p.test.shape[1:3] == (32, 32) and len(data.val) > 0
+    assert p.test.shape[1:3] == (32, 32) and 0 < len(data.val) <= 32
     train = {s.path for s in data.train_samples}
     val = {s.path for s in data.val_samples}
     test = {s.path for s in data.split.test}
@@ -69,12 +110,13 @@ def test_patches_and_splits(data: P.Data) -> None:
         assert cover.min() >= 1 and cover.max() > 1
     paths = data.patch_paths()
     assert len(paths) == len(p.test) and len(set(paths)) == len(paths)
+    defects = np.array(data.patch_defects())
+    assert set(defects[p.test_labels == 0]) == {"good"} and "good" not in set(defects[p.test_labels == 1])
 
 
 def test_scores_and_stitching(data: P.Data) -> None:
     x = np.full((2, 1, 4, 4), 0.5, np.float32)
-    st = P.Stages(x=x, recon=x - 0.1, denoised=x, mask=np.zeros_like(x))
-    sc = st.scores()
+    sc = P.Stages(x=x, recon=x - 0.1, denoised=x, mask=np.zeros_like(x)).scores()
     np.testing.assert_allclose(sc["rec"], 0.01, rtol=1e-5)
     np.testing.assert_allclose(sc["smooth"], 0.0)
     np.testing.assert_allclose(sc["feature"], 0.25)
@@ -83,62 +125,133 @@ def test_scores_and_stitching(data: P.Data) -> None:
     assert all(np.allclose(m, 3.0) for m in maps)
 
 
-def test_train_evaluate_save(data: P.Data, tmp_path: Path) -> None:
-    cfg = _tiny_cfg()
-    trained = P.train_all(data, cfg, results_dir=tmp_path, seed=0, force_train=True,
-                          depths=cfg["depth_study"], progress=False)
-    assert set(trained) == {"sae", "dae", "cvae"}
-    assert all(set(t.denoisers) == {1, 2} for t in trained.values())
-    assert all(not p.requires_grad for p in trained["sae"].ae.parameters())  # frozen for the denoiser
-    assert len(list((tmp_path / P.NOTEBOOK / "checkpoints").glob("*.pt"))) == 9
+def test_spec_is_a_train_spec_with_a_three_argument_step(data: P.Data, cfg: dict) -> None:
+    spec = P.spec(data, cfg, "cvae")
+    assert spec.name == "cvae-sem" and spec.epochs == cfg["epochs"] and spec.model.variational
+    batch = next(iter(spec.loader))
+    loss = spec.step_fn(spec.model, batch, None)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    den = P.denoiser_spec(data, cfg, "cvae", spec.model, 3)
+    assert den.name == "cvae-denoiser3-sem" and den.model.depth == 3
+    assert not any(p.requires_grad for p in spec.model.parameters())  # the AE is frozen
+    with pytest.raises(SettingsError, match="Unknown variant"):
+        P.spec(data, cfg, "vae")
 
-    evals, stages = P.evaluate_all(data, trained, cfg)
-    assert len(evals) == 9 and set(stages) == {"sae", "dae", "cvae"}
-    ev = evals[("dae", "feature")]
-    assert ev.threshold.source.startswith("normal-validation") and ev.oracle.is_oracle
-    # the threshold is the quantile of the VALIDATION scores, not of the test scores
-    assert ev.threshold.value == pytest.approx(np.quantile(ev.val_scores, cfg["threshold_q"]))
-    assert 0.0 <= ev.metrics["image_auroc"] <= 1.0 and ev.metrics["pixel_auroc"] is not None
 
-    table = P.seed_table(evals, "feature")
-    assert list(table.index) == ["SAE", "DAE", "CVAE"]
-    assert table["seed AUROC"].notna().all()  # the seed's numbers from adlib.published
-    assert "F1 (oracle threshold)" in table.columns
-    ranking = P.ranking_check(evals, data)
-    assert list(ranking.index) == ["SAE", "DAE", "CVAE"]
-    assert ranking["AUROC mean x^2 (no model)"].between(0, 1).all()
-    depth = P.depth_study(data, trained, cfg)
-    assert depth.loc[("SAE", 2), "mask corr. with deepest"] == pytest.approx(1.0)
+def test_train_evaluate_save(run: dict, data: P.Data, cfg: dict) -> None:
+    trained, evals = run["trained"], run["evals"]
+    assert all(set(t.denoisers) == {1, 2} and t.depth == 2 for t in trained.values())
+    names = sorted(p.name for p in (run["root"] / P.NOTEBOOK / "checkpoints").glob("*.pt"))
+    assert names == sorted(f"{v}-{n}sem-{RUN}.pt" for v in P.VARIANTS
+                           for n in ("", "denoiser1-", "denoiser2-"))
+    assert [(ev.kind, ev.score) for ev in evals] == [(v, s) for v in P.VARIANTS for s in P.SCORES]
+    for ev in evals:
+        assert ev.method == f"{ev.kind}-{ev.score}" and len(ev.scores) == len(data.labels)
+        # the threshold is the quantile of the VALIDATION scores, not of the test scores
+        assert ev.image_threshold.value == pytest.approx(np.quantile(ev.val_scores, cfg["threshold_q"]))
+        assert ev.image_threshold.source.startswith("normal-validation")
+        assert ev.pixel_threshold == ev.image_threshold  # pixel maps share the patch scale
+        assert ev.oracle_image.is_oracle and ev.oracle_image_f1 >= ev.image_f1 - 1e-12
+        assert ev.oracle_pixel_f1 >= ev.metrics["pixel_f1"] - 1e-12
+        assert ev.maps.shape == (len(data.split.test), *data.image_shapes[0])
+        assert 0.0 <= ev.metrics["image_auroc"] <= 1.0 and ev.metrics["pixel_auroc"] is not None
+        np.testing.assert_array_equal(ev.predicted_patches(), (ev.scores > ev.image_threshold.value))
 
-    paths = P.save_all(evals, data, trained, cfg, results_dir=tmp_path, profile="smoke", seed=0)
-    names = sorted(p.name for p in paths)
-    assert names == sorted(f"{m}-{s}-sem-nanofibres.json" for m in ("sae", "dae", "cvae")
-                           for s in ("rec", "smooth", "feature"))
-    for path in paths:
-        rec = json.loads(path.read_text())
-        assert list(rec) == list(R.RESULT_KEYS)
+    by_name = {p.name: p for p in run["paths"]}
+    assert sorted(by_name) == sorted(f"{v}-{s}-sem-nanofibres-{RUN}.json" for v in P.VARIANTS for s in P.SCORES)
+    for ev in evals:
+        rec = json.loads(by_name[f"{ev.method}-sem-nanofibres-{RUN}.json"].read_text())
+        assert list(rec) == list(results.RESULT_KEYS) and rec["run_id"] == RUN
         assert rec["synthetic"] is True and rec["profile"] == "smoke"
         assert rec["threshold_source"].startswith("normal-validation")
         assert rec["params"]["patch_prf_oracle"]["threshold_source"] == "oracle-test"
-        scores = pd.read_csv(path.with_name(path.stem + ".scores.csv"))
+        assert rec["params"]["patch_prf"]["f1"] == pytest.approx(ev.image_f1)
+        t = trained[ev.kind]
+        want = t.ae.train_seconds + (0.0 if ev.score == "rec" else t.denoiser.train_seconds)
+        assert rec["train_seconds"] == pytest.approx(want) and want > 0
+        scores = pd.read_csv(by_name[f"{ev.method}-sem-nanofibres-{RUN}.json"].with_suffix(".scores.csv"))
         assert len(scores) == len(data.patches.test)  # one row per test patch
-        again = R.image_metrics_from_scores(scores)
+        again = results.image_metrics_from_scores(scores)
         assert again["image_auroc"] == pytest.approx(rec["image_auroc"], abs=1e-6)
 
-    # a second run loads the checkpoints instead of retraining
-    again = P.train_all(data, cfg, results_dir=tmp_path, seed=0, depths=cfg["depth_study"],
-                        progress=False)
-    assert all(t.ae_seconds == 0.0 and not t.ae_history.trained for t in again.values())
-    for kind in again:
-        for a, b in zip(again[kind].ae.parameters(), trained[kind].ae.parameters(), strict=True):
-            assert torch.equal(a, b)
+
+def test_second_run_reuses_checkpoints_and_reproduces(run: dict, data: P.Data, cfg: dict) -> None:
+    first = run["trained"]["sae"]
+    again = P.train(data, cfg, "sae", results_dir=run["root"], run=RUN, progress=False,
+                    depths=cfg["depth_study"])
+    assert again.reused and not first.reused
+    assert again.train_seconds == first.train_seconds > 0  # the stored time, not 0
+    for a, b in zip(again.ae.model.parameters(), first.ae.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    evals = P.evaluate(again, data, cfg)
+    for ev, old in zip(evals, [e for e in run["evals"] if e.kind == "sae"], strict=True):
+        assert ev.metrics == old.metrics and np.array_equal(ev.scores, old.scores)
+
+
+def test_the_three_scores_by_hand(run: dict, data: P.Data, cfg: dict) -> None:
+    """The notebook's key idea: the scores and the threshold from their definitions."""
+    t = run["trained"]["cvae"]
+    ae, den = t.ae.model.eval(), t.denoiser.model.eval()
+
+    def by_hand(patches: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(patches).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            rec = ae(x)
+            mask = sum(head(h) for head, h in zip(den.heads, _features(den, rec), strict=True))
+        return {"rec": _msd(x - rec), "smooth": _msd(x - rec - mask), "feature": _msd(x - mask)}
+
+    idx = np.arange(0, len(data.labels), 7)
+    ours = by_hand(data.patches.test[idx])
+    evals = {ev.score: ev for ev in run["evals"] if ev.kind == "cvae"}
+    for score in P.SCORES:
+        np.testing.assert_allclose(ours[score], evals[score].scores[idx], rtol=1e-4, atol=1e-8)
+    threshold = np.quantile(by_hand(data.val)["feature"], cfg["threshold_q"])
+    np.testing.assert_allclose(threshold, evals["feature"].image_threshold.value, rtol=1e-4)
+
+
+def _features(den: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    out = []
+    for conv in den.convs:
+        x = torch.relu(conv(x))
+        out.append(x)
+    return out
+
+
+def _msd(d: torch.Tensor) -> np.ndarray:
+    return (d**2).flatten(1).mean(1).double().numpy()
+
+
+def test_views(run: dict, data: P.Data) -> None:
+    evals, trained = run["evals"], run["trained"]
+    table = views.seed_table(evals, "feature")
+    assert list(table.index) == ["SAE", "DAE", "CVAE"]
+    assert table["seed AUROC"].notna().all()  # the seed's numbers from adlib.published
+    assert (table["F1 (oracle threshold)"] >= table["F1"] - 1e-9).all()
+    ranking = views.ranking_check(evals, data)
+    assert list(ranking.index) == ["SAE", "DAE", "CVAE"]
+    assert ranking["AUROC mean x^2 (no model)"].between(0, 1).all()
+    assert list(views.pixel_table(evals).index) == [ev.method for ev in evals]
+    training = views.training_table(trained)
+    assert len(training) == 9 and (training["seconds"] >= 0).all() and not training["reused"].any()
+    depth = views.depth_study(data, trained)
+    assert depth.loc[("SAE", 2), "mask corr. with deepest"] == pytest.approx(1.0)
+    assert views.describe(data).loc["test", "patches"] == len(data.patches.test)
+    for kind in ("roc", "hist"):
+        assert len(views.curves_grid(evals, kind).axes) == 9
+    with pytest.raises(SettingsError):
+        views.curves_grid(evals, "bar")
+    examples = views.pick_examples(data, 3)
+    assert data.labels[examples[0]] == 1 and data.labels[examples[-1]] == 0
+    assert len(views.stages_figure(trained, data, int(examples[0])).axes) == 15
+    assert len(views.maps_figure(evals, data, ["sae-rec", "dae-feature"]).axes) >= 6
+    matplotlib.pyplot.close("all")
 
 
 def test_baseline_table_is_model_free_and_consistent(data: P.Data) -> None:
-    table = P.baseline_table(data)
+    table = views.baseline_table(data)
     assert list(table.index) == ["mean x^2 (raw)", "mean x (per-image normalised)",
                                  "mean x^2 (per-image normalised)", "thickness (shape, no model)"]
-    assert table.loc["mean x^2 (raw)", "patch AUROC"] == pytest.approx(P.energy_auroc(data), abs=1e-3)
+    assert table.loc["mean x^2 (raw)", "patch AUROC"] == pytest.approx(views.energy_auroc(data), abs=1e-3)
     auc = table["patch AUROC"]
     np.testing.assert_allclose(table["max(AUROC, 1 - AUROC)"], np.maximum(auc, 1 - auc), atol=1e-3)
     assert table["max(AUROC, 1 - AUROC)"].between(0.5, 1.0).all()
