@@ -1,52 +1,38 @@
-"""Notebook 04's data loading decodes every file once (issue 9)."""
+"""Notebook 04's data step decodes every file once (issue 9), for both image sizes."""
 
 from __future__ import annotations
 
-import gc
+from collections import Counter
+from pathlib import Path
 
-import pytest
 import torch
 
-import adlib.data.torchdata as td
+import adlib.data.torchdata as torchdata
+import adlib.data.validate as validate
+from adlib.data.torchdata import ImageDataset
 from adlib.pipelines import fanogan_vs_ae as pipe
 
 
-def test_load_category_and_datasets_decode_each_file_once(monkeypatch):
-    s = pipe.settings_for("smoke")
-    split, _ = pipe.load_category(None, "bottle", s)  # validation decodes every file
+def test_load_decodes_each_file_once_for_both_sizes(monkeypatch) -> None:
+    cfg = pipe.settings("smoke", {"gan_image_size": 16})  # two different sizes
+    reads: Counter[Path] = Counter()
 
-    def fail(*_a, **_k):
-        raise AssertionError("decoded again")
+    def counting(read):
+        def wrapper(path, *args, **kwargs):
+            reads[Path(path)] += 1
+            return read(path, *args, **kwargs)
+        return wrapper
 
-    with monkeypatch.context() as m:
-        m.setattr(td, "read_image", fail)
-        ae = pipe.datasets(split, s["image_size"], s)  # the two calls of run_category
-        gan = pipe.datasets(split, s["gan_image_size"], s)
-    assert id(split) not in pipe._decoded  # arrays released after both sizes
-    fresh = pipe.datasets(split, s["image_size"], s)  # later calls decode as before
-    for data in (ae, gan):
-        for name in ("train", "val", "test"):
-            ds, ref = getattr(data, name), getattr(fresh, name)
-            assert len(ds) == len(ref) > 0
-            assert torch.equal(ds.images_uint8(), ref.images_uint8()), name
-    again, _ = pipe.load_category(None, "bottle", s)
-    assert id(again) in pipe._decoded
-    del again
-    gc.collect()
-    assert len(pipe._decoded) == 0  # a split that dies frees its arrays
-
-
-def test_decoded_arrays_respect_the_memory_budget(monkeypatch):
-    s = pipe.settings_for("smoke")
-    monkeypatch.setattr(pipe, "KEEP_DECODED_BYTES", 1)
-    split, _ = pipe.load_category(None, "bottle", s)
-    assert id(split) not in pipe._decoded
-    data = pipe.datasets(split, s["image_size"], s)  # decodes itself
-    assert len(data.train) > 0 and data.test.images_uint8().dtype == torch.uint8
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    pipe._decoded.clear()
-    yield
-    pipe._decoded.clear()
+    monkeypatch.setattr(validate, "read_image", counting(validate.read_image))
+    monkeypatch.setattr(torchdata, "read_image", counting(torchdata.read_image))
+    data = pipe.load(cfg, category="bottle", progress=False)
+    files = {Path(s.path) for s in (*data.split.train, *data.split.test)}
+    assert set(reads) == files and set(reads.values()) == {1}  # validation decoded, datasets reused
+    assert data.ae.test[0]["image"].shape[-1] == 32 and data.gan.test[0]["image"].shape[-1] == 16
+    # the same tensors as datasets that decode the files themselves
+    fresh = ImageDataset(data.split.test, image_size=16, channels=data.split.channels,
+                         with_masks=True, progress=False)
+    assert torch.equal(data.gan.test.images_uint8(), fresh.images_uint8())
+    assert all(torch.equal(a["mask"], b["mask"]) for a, b in zip(data.gan.test, fresh, strict=True))
+    # datasets hold their own tensors, not the full-size decoded arrays
+    assert all(ds._decoded is None for ds in (data.ae.train, data.gan.val, data.gan.test))
