@@ -13,10 +13,10 @@ its CPU-profile size it measures:
 * **peak resident memory** of the process while that model is benchmarked, and the peak GPU
   memory on CUDA.
 
-The models are built, and their loaders and steps taken, by calling each pipeline's own training
-function with :func:`adlib.train.load_or_train` intercepted (:func:`capture_training`), so the
-benchmark times exactly what the notebooks run (minus per-epoch validation and monitoring
-callbacks). Sizes come from each pipeline's ``PROFILES["cpu"]`` (``PROFILES["smoke"]`` with
+The models, optimizers, loaders and steps come from each pipeline's training spec
+(``spec(data, cfg, variant)``, an :class:`adlib.experiment.TrainSpec`; see
+:mod:`adlib.bench_workloads`), so the benchmark times exactly what the notebooks run (minus
+per-epoch validation and monitoring callbacks). Sizes come from each pipeline's ``PROFILES["cpu"]`` (``PROFILES["smoke"]`` with
 ``--quick``).
 
 Timing: warm-up repetitions first, then end-to-end and compute-only repetitions interleaved (so
@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import copy
 import datetime as _dt
-import inspect
 import json
 import math
 import os
@@ -40,13 +39,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from adlib.bench_workloads import BUILDERS, Workload, step_of  # noqa: F401 - re-exported
 
 MODELS: tuple[str, ...] = ("conv_ae", "unet_ae", "patch_ae", "denoiser", "fanogan", "ae256")
 """Benchmarked workloads, in notebook order."""
@@ -67,295 +67,6 @@ class BenchError(ValueError):
 
 
 # --------------------------------------------------------------------------- workloads
-
-
-@dataclass
-class Workload:
-    """One model's training and inference, as its pipeline sets them up.
-
-    Attributes:
-        name: key in :data:`MODELS`.
-        description: one line for the report (model and data).
-        settings: the sizes used (shown in the report).
-        source: where the sizes come from.
-        model, optimizer: the freshly initialised network(s) and optimizer(s), copied per run.
-        loader: the pipeline's training loader (an epoch = one pass).
-        step: ``step(model, batch, ctx) -> loss tensor | dict`` for :func:`adlib.train.fit`.
-        prepare: per-batch work the pipeline's step does before the network (e.g. random crops);
-            applied once while pre-loading the compute-only batches, so there it costs nothing.
-        infer: ``infer(device) -> images`` computes full anomaly maps with the pipeline's
-            functions and returns how many images it processed.
-        amp_safe: mixed precision may be used on CUDA (not for the WGAN-GP double backward).
-        setup_seconds: reading, validating and decoding the data (once).
-    """
-
-    name: str
-    description: str
-    settings: dict[str, Any]
-    source: str
-    model: nn.Module
-    optimizer: Any
-    loader: Iterable
-    step: Callable[..., Any]
-    infer: Callable[[torch.device], int]
-    prepare: Callable[[Any], Any] = field(default=lambda b: b)
-    amp_safe: bool = True
-    setup_seconds: float = 0.0
-
-
-@dataclass
-class _Call:
-    model: nn.Module
-    optimizer: Any
-    loader: Iterable
-    step: Callable[..., Any]
-
-
-def _n_positional(fn: Callable) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 2
-    if any(p.kind == p.VAR_POSITIONAL for p in params):
-        return 3
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
-
-
-def _as_step(step_fn: Callable | None, loss_fn: Callable | None) -> Callable[..., Any]:
-    """A three-argument step from a pipeline's ``step_fn`` or ``loss_fn`` (fit's default step)."""
-    from adlib.train import batch_input
-
-    if step_fn is None:
-        if loss_fn is None:
-            raise BenchError("The pipeline called load_or_train without step_fn or loss_fn.")
-
-        def default(m: nn.Module, b: Any, ctx: Any) -> torch.Tensor:
-            x = batch_input(b)
-            with ctx.autocast():
-                return loss_fn(m(x), x)
-
-        return default
-    if _n_positional(step_fn) >= 3:
-        return lambda m, b, ctx: step_fn(m, b, ctx)
-
-    def two(m: nn.Module, b: Any, ctx: Any) -> Any:
-        with ctx.autocast():
-            return step_fn(m, b)
-
-    return two
-
-
-@contextlib.contextmanager
-def capture_training(*modules: Any) -> Iterator[list[_Call]]:
-    """Intercept :func:`adlib.train.load_or_train` (and the same name in ``modules``).
-
-    Every call is recorded as a snapshot (deep copy of model and optimizer, taken before the
-    pipeline touches them again) with its loader and step, and returns an empty ``History``
-    instead of training. Restored on exit.
-    """
-    import adlib.train as T
-
-    calls: list[_Call] = []
-
-    def fake(model: nn.Module, train_loader: Iterable, **kw: Any) -> T.History:
-        model_copy, opt_copy = copy.deepcopy((model, kw.get("optimizer")))
-        calls.append(_Call(model_copy, opt_copy, train_loader,
-                           _as_step(kw.get("step_fn"), kw.get("loss_fn"))))
-        return T.History()
-
-    targets = [T, *modules]
-    saved = [(m, m.load_or_train) for m in targets if hasattr(m, "load_or_train")]
-    try:
-        for m, _ in saved:
-            m.load_or_train = fake
-        yield calls
-    finally:
-        for m, orig in saved:
-            m.load_or_train = orig
-
-
-def _pick(cfg: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
-    """The listed settings that the profile has (profiles evolve; the report shows what was used)."""
-    return {k: cfg[k] for k in keys if k in cfg}
-
-
-def _profile(module: Any, quick: bool) -> dict[str, Any]:
-    return dict(module.PROFILES["smoke" if quick else "cpu"])
-
-
-def _conv_ae(quick: bool, device: torch.device, work: Path) -> Workload:
-    from adlib.pipelines import hazelnut_ae as P
-
-    cfg = _profile(P, quick)
-    t0 = time.perf_counter()
-    data = P.load_data(None, "hazelnut", cfg, seed=0, progress=False)
-    setup = time.perf_counter() - t0
-    with capture_training(P) as calls:
-        trained = P.train_variant(data, cfg, "l2", results_dir=work, device=device, seed=0,
-                                  force_train=True, monitor=False, progress=False)
-    (call,) = calls
-    model = trained.model
-
-    def infer(dev: torch.device) -> int:
-        x, recon = P.reconstruct(model.to(dev), data.test, dev)
-        P.anomaly_maps(x, recon, "l2")
-        return len(data.test)
-
-    keys = ("image_size", "latent_dim", "batch_size", "augment_factor", "noise_std")
-    return Workload(
-        "conv_ae", f"seed-000 conv. AE (L2), MVTec-like hazelnut, {len(data.train)} train images "
-        f"x{cfg['augment_factor']} augmented per epoch, {len(data.test)} test images",
-        _pick(cfg, keys), f"adlib.pipelines.hazelnut_ae.PROFILES[{_pname(quick)!r}]",
-        call.model, call.optimizer, call.loader, call.step, infer, setup_seconds=setup)
-
-
-def _unet_ae(quick: bool, device: torch.device, work: Path) -> Workload:
-    from adlib.pipelines import unet_dagm_rsdd as P
-
-    cfg = _profile(P, quick)
-    t0 = time.perf_counter()
-    data = P.load_dagm(None, "Class8", cfg, seed=0, progress=False)
-    setup = time.perf_counter() - t0
-    variant = cfg["variants"][0]
-    with capture_training(P) as calls:
-        model, _ = P.train_variant(variant, data, cfg, device=device, results_dir=work, seed=0,
-                                   force_train=True, progress=False)
-    (call,) = calls
-    crop_gen = torch.Generator().manual_seed(1)
-
-    def prepare(batch: dict) -> dict:
-        return {**batch, "image": P.random_crop_batch(batch["image"], cfg["crop"], crop_gen)}
-
-    rule = P.Rule.from_settings(cfg)
-
-    def infer(dev: torch.device) -> int:  # residuals, segmentation map, image score (a-priori rule)
-        raw = P.residual_maps(model.to(dev), data.test, dev)
-        P.seg_map(raw, rule.seg_size, rule.seg_filter)
-        P.score_of(raw, rule.score_sigma)
-        return len(data.test)
-
-    keys = ("base_channels", "batch_size", "crop", "image_size", "seg_size", "score_sigma")
-    return Workload(
-        "unet_ae", f"seed-002 UNet AE ({variant}), DAGM-like Class8, {len(data.train)} train "
-        f"images {tuple(data.train.shape[-2:])} px, {len(data.test)} full test images",
-        _pick(cfg, keys), f"adlib.pipelines.unet_dagm_rsdd.PROFILES[{_pname(quick)!r}]",
-        call.model, call.optimizer, call.loader, call.step, infer, prepare=prepare,
-        setup_seconds=setup)
-
-
-def _pname(quick: bool) -> str:
-    return "smoke" if quick else "cpu"
-
-
-def _sem(quick: bool) -> tuple[Any, dict[str, Any], Any, float]:
-    from adlib.pipelines import sem_patches as P
-
-    cfg = _profile(P, quick)
-    t0 = time.perf_counter()
-    data = P.load_data(None, "nanofibres", cfg, seed=0, progress=False)
-    return P, cfg, data, time.perf_counter() - t0
-
-
-def _patch_ae(quick: bool, device: torch.device, work: Path) -> Workload:
-    P, cfg, data, setup = _sem(quick)
-    with capture_training(P) as calls:
-        ae, _, _ = P.train_autoencoder(data, cfg, "sae", results_dir=work, device=device, seed=0,
-                                       force_train=True, progress=False)
-    (call,) = calls
-
-    def infer(dev: torch.device) -> int:  # reconstruction-error maps (no denoiser)
-        x = P.to_tensor(data.patches.test)
-        recon = P.reconstruct(ae.to(dev), x, device=dev)
-        P.stitch(data, ((x - recon) ** 2).flatten(1).mean(1).numpy())
-        return len(data.split.test)
-
-    keys = ("image_size", "n_train", "stride", "batch_size", "base", "latent_dim")
-    return Workload(
-        "patch_ae", f"seed-003 patch AE (sae), SEM-like, {len(data.patches.train)} random train "
-        f"patches, {len(data.split.test)} test images as {len(data.patches.test)} grid patches "
-        "(maps stitched from patch scores)",
-        _pick(cfg, keys), f"adlib.pipelines.sem_patches.PROFILES[{_pname(quick)!r}]",
-        call.model, call.optimizer, call.loader, call.step, infer, setup_seconds=setup)
-
-
-def _denoiser(quick: bool, device: torch.device, work: Path) -> Workload:
-    P, cfg, data, setup = _sem(quick)
-    torch.manual_seed(0)
-    ae = P.build_patch_model("sae", 1, data.patch_size, cfg["base"], cfg["latent_dim"]).eval()
-    depth = int(cfg["den_depth"])
-    with capture_training(P) as calls:
-        den, _, _ = P.train_denoiser(data, cfg, "sae", ae, depth, results_dir=work, device=device,
-                                     seed=0, force_train=True, progress=False)
-    (call,) = calls
-
-    def infer(dev: torch.device) -> int:  # AE -> denoiser, the three scores, stitched maps
-        stages = P.run_stages(ae.to(dev), den.to(dev), data.patches.test, device=dev)
-        for scores in stages.scores().values():
-            P.stitch(data, scores)
-        return len(data.split.test)
-
-    keys = ("image_size", "n_train", "batch_size", "den_depth", "den_width")
-    return Workload(
-        "denoiser", f"seed-003 feature denoiser on a frozen patch AE (reconstructions precomputed "
-        f"by the pipeline), SEM-like, {len(data.patches.train)} train patches, "
-        f"{len(data.split.test)} test images (AE + denoiser, 3 stitched maps)",
-        _pick(cfg, keys), f"adlib.pipelines.sem_patches.PROFILES[{_pname(quick)!r}]",
-        call.model, call.optimizer, call.loader, call.step, infer, setup_seconds=setup)
-
-
-def _fanogan_data(quick: bool, size_key: str) -> tuple[Any, dict, Any, Any, bool, float]:
-    from adlib.pipelines import fanogan_vs_ae as P
-
-    s = P.settings_for(_pname(quick))
-    t0 = time.perf_counter()
-    split, synthetic = P.load_category(None, "bottle", s)
-    data = P.datasets(split, s[size_key], s)
-    return P, s, split, data, synthetic, time.perf_counter() - t0
-
-
-def _fanogan(quick: bool, device: torch.device, work: Path) -> Workload:
-    P, s, split, data, synthetic, setup = _fanogan_data(quick, "gan_image_size")
-    with capture_training(P) as calls:
-        run = P.train_fanogan(split, synthetic, data, s, results_dir=work, device=device, seed=0,
-                              force_train=True)
-    gan = calls[0]  # calls[1] is the izi_f encoder stage (not benchmarked)
-
-    def infer(dev: torch.device) -> int:
-        P.score_fanogan(run, data, dev, s["kappa"])
-        return len(data.test) + len(data.val)
-
-    keys = ("gan_image_size", "gan_width", "latent_dim", "gan_batch", "n_critic")
-    return Workload(
-        "fanogan", f"seed-001 f-AnoGAN, WGAN-GP stage (critic every step, generator every "
-        f"{s['n_critic']}th), MVTec-like bottle, {len(data.train)} train images; inference = "
-        "izi_f score + residual map", _pick(s, keys),
-        f"adlib.pipelines.fanogan_vs_ae.PROFILES[{_pname(quick)!r}]",
-        gan.model, gan.optimizer, gan.loader, gan.step, infer, amp_safe=False,
-        setup_seconds=setup)
-
-
-def _ae256(quick: bool, device: torch.device, work: Path) -> Workload:
-    P, s, split, data, synthetic, setup = _fanogan_data(quick, "image_size")
-    with capture_training(P) as calls:
-        model, _ = P.train_autoencoder(split, synthetic, data, s, results_dir=work, device=device,
-                                       seed=0, force_train=True)
-    (call,) = calls
-
-    def infer(dev: torch.device) -> int:
-        P.score_autoencoder(model, data, dev)
-        return len(data.test) + len(data.val)
-
-    keys = ("image_size", "ae_width", "ae_latent", "ae_batch")
-    return Workload(
-        "ae256", f"seed-001 dense-latent conv. AE, MVTec-like bottle, {len(data.train)} train images",
-        _pick(s, keys), f"adlib.pipelines.fanogan_vs_ae.PROFILES[{_pname(quick)!r}]",
-        call.model, call.optimizer, call.loader, call.step, infer, setup_seconds=setup)
-
-
-BUILDERS: dict[str, Callable[[bool, torch.device, Path], Workload]] = {
-    "conv_ae": _conv_ae, "unet_ae": _unet_ae, "patch_ae": _patch_ae, "denoiser": _denoiser,
-    "fanogan": _fanogan, "ae256": _ae256,
-}
 
 
 # --------------------------------------------------------------------------- measurement

@@ -65,24 +65,6 @@ def synthetic_root() -> Path:
     return data_root() / "synthetic"
 
 
-def pick(profile: str, table: dict[str, dict], override: dict | None = None) -> dict:
-    """Look up a profile's settings in ``table`` and apply non-``None`` overrides.
-
-    Example:
-        >>> pick("smoke", {"smoke": {"epochs": 1}, "cpu": {"epochs": 20}, "paper": {"epochs": 1000}},
-        ...      {"epochs": None})
-        {'epochs': 1}
-    """
-    profile = resolve_profile(profile)
-    if profile not in table:
-        raise KeyError(f"No settings for profile {profile!r}; the table has {sorted(table)}")
-    settings = dict(table[profile])
-    for key, value in (override or {}).items():
-        if value is not None:
-            settings[key] = value
-    return settings
-
-
 # --------------------------------------------------------------------------- strict settings
 
 
@@ -108,8 +90,8 @@ def _parse_text(key: str, value: str) -> Any:
 def _coerce(key: str, value: Any, like: Any, name: str) -> Any:
     """``value`` in the type of the profile's ``like`` (lists element-wise), or SettingsError."""
     fix = f"Fix: pass {name} as {type(like).__name__}, like the profile's {like!r}."
-    if like is None:
-        return value
+    if like is None:  # no profile value to compare with: parse text literals, keep the rest
+        return _parse_text(key, value) if isinstance(value, str) else value
     if isinstance(value, str) and not isinstance(like, str):
         value = _parse_text(key, value)
     if isinstance(like, bool):

@@ -50,20 +50,27 @@ __all__ = [
 # --------------------------------------------------------------------------- 1. run identity
 
 
-def run_id(seed: int, cfg: Mapping[str, Any], **identity: Any) -> str:
+def run_id(seed: int, cfg: Mapping[str, Any], *, exclude: Sequence[str] = (), **identity: Any) -> str:
     """``s<seed>-<6 hex digits>``: the seed and a short hash of the settings (key order ignored).
 
     Args:
         seed: the run's seed (not part of the hash, so runs that differ only in seed share it
             and the comparison can average over seeds).
-        cfg: the settings from :func:`settings`.
+        cfg: the settings from :func:`adlib.config.settings`.
+        exclude: settings that only select what a notebook runs or shows (e.g. which datasets,
+            variants or study sizes): left out of the hash, so that running fewer of them gives
+            the same run id and the same checkpoints.
         **identity: what else picks the data, e.g. ``data_root=DATA_ROOT, category=CATEGORY``
             (a synthetic and a real run of one category must not share a file).
 
     Two runs get the same id only when seed, settings and identity are the same, so results
     files and checkpoints of different runs never overwrite each other.
     """
-    key = {"settings": dict(cfg), **{k: None if v is None else str(v) for k, v in identity.items()}}
+    unknown = sorted(set(exclude) - set(cfg))
+    if unknown:
+        raise SettingsError(f"run_id: exclude names {unknown}, which are not settings.")
+    kept = {k: v for k, v in cfg.items() if k not in set(exclude)}
+    key = {"settings": kept, **{k: None if v is None else str(v) for k, v in identity.items()}}
     return f"s{int(seed)}-{config_hash(key)[:6]}"
 
 
@@ -351,7 +358,7 @@ def evaluate(
         method: the method name of the results.
         scores, labels, defects, paths: one entry per test image.
         val_scores: image scores of the defect-free validation images.
-        image_q: the image threshold is this quantile of ``val_scores``.
+        image_q: the image threshold is this quantile of ``val_scores`` (``1``: their maximum).
         maps, masks: (N, H, W) test anomaly maps and ground truth (None: image level only).
         val_maps: validation maps (the pipeline's pixel rules are computed from them).
         pixel_thresholds: ``{rule: Threshold}`` from defect-free validation data; default: the
@@ -367,7 +374,8 @@ def evaluate(
     val_scores = np.asarray(val_scores, dtype=np.float64)
     if not (len(scores) == len(labels) == len(defects) == len(paths)):
         raise ValueError(f"{method}: scores, labels, defects and paths differ in length.")
-    image_t = thresholds.threshold_from_normal(val_scores, method="quantile", q=image_q)
+    image_t = (thresholds.threshold_from_normal(val_scores, method="max") if image_q >= 1 else
+               thresholds.threshold_from_normal(val_scores, method="quantile", q=image_q))
     pixel = dict(pixel_thresholds or {})
     if maps is not None and masks is not None and not pixel:
         if val_maps is None:

@@ -98,18 +98,22 @@ def test_missed_target_is_flagged() -> None:
     assert "**misses**" in md and "| cpu | 10.0 | 20.0 | 2.000 | 5.0 | 100 |" in md
 
 
-def test_capture_training_restores_load_or_train() -> None:
-    import adlib.train as T
+def test_workloads_are_the_pipelines_training_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No patching: the benchmarked model, loader and step are those of the pipeline's spec()."""
+    from adlib.models.conv_ae import ConvAutoencoder
+    from adlib.pipelines import hazelnut_ae
 
-    original = T.load_or_train
-    model = torch.nn.Linear(2, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with bench.capture_training() as calls:
-        T.load_or_train(model, [torch.zeros(1, 2)], optimizer=opt, loss_fn=torch.nn.functional.mse_loss,
-                        checkpoint_path="unused.pt", config={}, epochs=3)
-    assert T.load_or_train is original and len(calls) == 1
-    assert calls[0].model is not model  # a snapshot, so later changes by the pipeline do not leak
-    assert torch.equal(calls[0].model.weight, model.weight)
+    monkeypatch.setenv("ADLIB_DATA", str(tmp_path / "data"))
+    w = bench.BUILDERS["conv_ae"](True, torch.device("cpu"), tmp_path)
+    cfg = hazelnut_ae.settings("smoke")
+    assert isinstance(w.model, ConvAutoencoder) and w.model.latent_dim == cfg["latent_dim"]
+    batch = next(iter(w.loader))
+    assert batch["image"].shape[0] == cfg["batch_size"]
+    data = hazelnut_ae.load(cfg, progress=False)
+    spec = hazelnut_ae.spec(data, {**cfg, "monitor_every": 0}, "l2")
+    assert [p.shape for p in w.model.parameters()] == [p.shape for p in spec.model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(w.model.state_dict().values(),
+                                                 spec.model.state_dict().values(), strict=True))
 
 
 def test_bad_arguments_fail_before_loading() -> None:

@@ -21,8 +21,3 @@ def test_data_root_defaults_to_repository_data(monkeypatch: pytest.MonkeyPatch, 
     assert config.data_root() == top / "data"
 
 
-def test_pick_applies_only_given_overrides() -> None:
-    table = {"smoke": {"epochs": 1, "image_size": 64}, "cpu": {"epochs": 20, "image_size": 128}}
-    assert config.pick("cpu", table, {"epochs": None, "image_size": 96}) == {"epochs": 20, "image_size": 96}
-    with pytest.raises(KeyError, match="paper"):
-        config.pick("paper", table)
