@@ -10,7 +10,7 @@ The notebook calls (the same protocol as the model notebooks, :mod:`adlib.experi
 
     cfg = settings(PROFILE, {"image_size": IMAGE_SIZE, "targets": BASELINE_DATASETS})
     targets = resolve_targets(DATA_ROOT, DATASET, CATEGORY, cfg["targets"])
-    run = experiment.run_id(SEED, cfg, data_root=DATA_ROOT, targets=targets)
+    run = experiment.run_id(SEED, cfg, exclude=SELECTION, data_root=DATA_ROOT)
     loaded = load_targets(targets, DATA_ROOT, cfg)      # read + validate everything first
     runs = run_all(loaded, cfg, profile=..., seed=SEED, run=run, results_dir=RESULTS_DIR)
 
@@ -77,6 +77,7 @@ model needs aligned pixels); ``patch``/``n_components``/``n_train_patches``: Pat
 ``map_sigma``: Gaussian smoothing of the maps; ``*_quantile``: validation thresholds;
 ``max_test``: cap on test images (smoke only; evenly spread over the sorted test list);
 ``targets``: the [dataset, category] pairs of the synthetic stand-ins (with DATA_ROOT None)."""
+SELECTION: tuple[str, ...] = ("targets",)  # only picks what runs: not in the run id
 PARAMETERS: dict[str, str] = {"image_size": "IMAGE_SIZE", "targets": "BASELINE_DATASETS"}
 """Setting key -> notebook parameter name (for the messages of :func:`settings`)."""
 

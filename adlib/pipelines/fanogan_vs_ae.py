@@ -72,6 +72,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 """Per-profile settings (see the module docstring for which model each key belongs to)."""
 
+SELECTION: tuple[str, ...] = ()  # CATEGORIES is not a setting (each category has its own run id)
 PARAMETERS: dict[str, str] = {
     "image_size": "IMAGE_SIZE", "epochs": "EPOCHS", "gan_image_size": "GAN_IMAGE_SIZE",
     "gan_epochs": "GAN_EPOCHS", "encoder_epochs": "ENCODER_EPOCHS",

@@ -62,6 +62,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 """Per-profile settings. ``ssim_channels``: 1 trains the SSIM variant on grey images (Bergmann
 et al.), 3 on colour; ``monitor_every``: epochs between the test-set monitoring points (0: off);
 ``threshold_rule``: the validation rule the results use; ``score``: image score of a map."""
+SELECTION: tuple[str, ...] = ("latent_sizes", "latent_epochs")  # only pick the study: not in the run id
 PARAMETERS: dict[str, str] = {
     "epochs": "EPOCHS", "image_size": "IMAGE_SIZE", "latent_dim": "LATENT_DIM",
     "latent_sizes": "LATENT_SIZES", "latent_epochs": "LATENT_EPOCHS", "augment": "AUGMENT",

@@ -82,6 +82,7 @@ a Gaussian decoder of variance ``sigma^2`` is ``SSE + beta * KL`` with ``beta = 
 0.02 assumes ``sigma = 0.1`` (``beta = 1``, the literal unit-variance reading, collapses the
 posterior: see the notebook's section 2)."""
 
+SELECTION: tuple[str, ...] = ("depth_study",)  # only picks the study: not in the run id
 PARAMETERS: dict[str, str] = {
     "epochs": "EPOCHS", "image_size": "IMAGE_SIZE", "den_depth": "DENOISER_DEPTH",
     "stride": "STRIDE", "threshold_q": "THRESHOLD_Q", "beta": "CVAE_BETA",

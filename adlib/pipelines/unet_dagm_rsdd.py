@@ -76,6 +76,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 """Settings per profile. ``paper`` = the seed's 50 epochs of Adam on full images. ``image_size``,
 ``crop``, ``rsdd_stride`` and ``max_train`` may be None (full images, no crop, no overlap, all)."""
 
+SELECTION: tuple[str, ...] = ("datasets", "variants")  # only pick what runs: not in the run id
 PARAMETERS: dict[str, str] = {
     "epochs": "EPOCHS", "image_size": "IMAGE_SIZE", "datasets": "DATASETS", "variants": "VARIANTS",
 }
