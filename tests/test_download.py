@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import tarfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,6 @@ from archive_helpers import LoopbackServer, mvtec_files, sha256, tar_archive, tr
 
 from adlib.data import download
 from adlib.data.download import REGISTRY, DownloadError, UnsafeArchiveError, fetch, safe_extract
-
-
-@pytest.fixture()
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    folder = tmp_path / "served"
-    folder.mkdir()
-    srv = LoopbackServer(folder)
-    yield srv
-    srv.close()
 
 
 # ----------------------------------------------------------------------------- happy paths

@@ -15,7 +15,6 @@ import tarfile
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,17 +27,6 @@ from adlib.data.download import REGISTRY, DownloadError, UnsafeArchiveError, fet
 from adlib.data.types import DataWarning
 
 BOTTLE = REGISTRY["mvtec-bottle"]
-
-
-@pytest.fixture()
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    folder = tmp_path / "served"
-    folder.mkdir()
-    srv = LoopbackServer(folder)
-    yield srv
-    srv.close()
 
 
 def _fetch(server: LoopbackServer, root: Path, name: str = "bottle.tar.gz", **kw) -> Path:
