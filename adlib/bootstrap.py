@@ -55,6 +55,7 @@ LEVEL = 0.95
 PIXEL_BINS = 2000
 """Default size of the pixel threshold grid used for the pixel intervals."""
 _IMAGE_METRICS = ("image_auroc", "image_aupr")
+_CHUNK = 32  # images per chunk when building pixel histograms
 
 
 # --------------------------------------------------------------------------- resampling
@@ -230,24 +231,31 @@ def pixel_histograms(maps: Any, masks: Any, threshold: float | None = None, *, n
     metrics._check_finite(m)
     grid = metrics.threshold_grid(m, n_bins, exact=False, seed=seed)
     n, nb = len(m), len(grid) + 1
-    neg, pos = np.zeros((n, nb)), np.zeros((n, nb))
-    pro, regions = np.zeros((n, nb)), np.zeros(n)
+    neg, pos, pro = np.zeros((n, nb)), np.zeros((n, nb)), np.zeros((n, nb))
+    regions = np.zeros(n)
     prf = np.zeros((n, 3)) if threshold is not None else None
-    structure = np.ones((3, 3), dtype=int)
-    for i in range(n):  # one pass per image (not per resample)
-        vals, gt = m[i].ravel(), g[i].ravel()
-        bins = np.searchsorted(grid, vals, side="left")  # bin j holds (grid[j-1], grid[j]]
-        neg[i] = np.bincount(bins[~gt], minlength=nb)
-        pos[i] = np.bincount(bins[gt], minlength=nb)
-        labeled, count = ndimage.label(g[i], structure=structure)
+    structure = np.zeros((3, 3, 3), dtype=int)
+    structure[1] = 1  # 8-connected within an image, never across images
+    for i in range(0, n, _CHUNK):  # chunks of images (not resamples), to bound memory
+        mc, gc = m[i:i + _CHUNK], g[i:i + _CHUNK]
+        k = len(mc)
+        bins = np.searchsorted(grid, mc.reshape(k, -1), side="left")  # bin j holds (grid[j-1], grid[j]]
+        key = (bins + nb * np.arange(k)[:, None]).ravel()
+        gt = gc.reshape(-1)
+        neg[i:i + k] = np.bincount(key[~gt], minlength=k * nb).reshape(k, nb)
+        pos[i:i + k] = np.bincount(key[gt], minlength=k * nb).reshape(k, nb)
+        labeled, count = ndimage.label(gc, structure=structure)
         if count:
+            flat = labeled.reshape(-1)
             inv = np.zeros(count + 1)
-            inv[1:] = 1.0 / np.bincount(labeled.ravel())[1:]
-            pro[i] = np.bincount(bins[gt], weights=inv[labeled.ravel()[gt]], minlength=nb)
-            regions[i] = count
+            inv[1:] = 1.0 / np.bincount(flat)[1:]
+            pro[i:i + k] = np.bincount(key[gt], weights=inv[flat[gt]], minlength=k * nb).reshape(k, nb)
+            first = np.array([s[0].start for s in ndimage.find_objects(labeled)])
+            regions[i:i + k] = np.bincount(first, minlength=k)
         if prf is not None:
-            pred = vals > float(threshold)
-            prf[i] = (np.count_nonzero(pred & gt), np.count_nonzero(pred & ~gt), np.count_nonzero(~pred & gt))
+            pred = mc.reshape(k, -1) > float(threshold)
+            truth = gc.reshape(k, -1)
+            prf[i:i + k] = np.stack([(pred & truth).sum(1), (pred & ~truth).sum(1), (~pred & truth).sum(1)], 1)
     return PixelHistograms(grid=grid, neg=neg, pos=pos, pro=pro, regions=regions, prf=prf)
 
 

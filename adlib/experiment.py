@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from adlib import bootstrap as boot
 from adlib import metrics as metric_fns
 from adlib import results, thresholds
 from adlib.config import SettingsError, check_results_dir, settings
@@ -288,6 +289,11 @@ class Evaluation:
     oracle_image: thresholds.Threshold | None = None
     oracle_pixel: thresholds.Threshold | None = None
     oracle_per_defect: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    ci95: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    """95 % bootstrap intervals over test images (:func:`adlib.bootstrap.evaluation_intervals`):
+    image AUROC/AUPR/F1 and, with maps and masks, the pixel metrics; empty when ``n_boot=0``."""
+    bootstrap: dict[str, Any] = field(default_factory=dict)
+    """How ``ci95`` was computed (n, seed, level, stratified_by, unit, pixel_bins)."""
 
     def scores_frame(self) -> pd.DataFrame:
         """One row per test image: ``path, label, defect, score`` (GUIDE section 2)."""
@@ -351,6 +357,8 @@ def evaluate(
     pixel_thresholds: Mapping[str, thresholds.Threshold] | None = None,
     pixel_rule: str | None = None,
     oracle: bool = True,
+    n_boot: int = boot.DEFAULT_N_BOOT,
+    boot_seed: int = boot.DEFAULT_SEED,
 ) -> Evaluation:
     """The evaluation core shared by every pipeline (no I/O).
 
@@ -365,6 +373,8 @@ def evaluate(
             0.999 pixel quantile of ``val_maps``.
         pixel_rule: which of ``pixel_thresholds`` the results use (default: the first).
         oracle: also compute the ORACLE (test-set best-F1) thresholds.
+        n_boot, boot_seed: resamples (stratified by label) and seed of the 95 % intervals over
+            test images (at the honest thresholds); ``n_boot=0`` skips them.
 
     Raises:
         ValueError: a pixel threshold that does not come from defect-free validation data.
@@ -396,11 +406,19 @@ def evaluate(
         oracle_pix = thresholds.oracle_best_f1_threshold(maps, masks)
         oracle_per = metric_fns.per_defect_prf(maps, masks, list(defects), oracle_pix.value)
         oracle_per["all"] = metric_fns.pixel_prf(maps, masks, oracle_pix.value).as_dict("pixel_")
+    ci: dict[str, tuple[float, float] | None] = {}
+    meta: dict[str, Any] = {}
+    if n_boot > 0:
+        with_pixels = maps is not None and masks is not None and used is not None
+        ci, meta = boot.evaluation_intervals(
+            scores=scores, labels=labels, image_threshold=image_t.value, maps=maps if with_pixels else None,
+            masks=masks if with_pixels else None, pixel_threshold=used.value if with_pixels else None,
+            n_boot=n_boot, seed=boot_seed)
     return Evaluation(
         method=method, scores=scores, labels=labels, defects=list(defects), paths=[str(p) for p in paths],
         val_scores=val_scores, image_threshold=image_t, metrics=summary, maps=maps, masks=masks,
         val_maps=val_maps, pixel_threshold=used, pixel_thresholds=pixel if masks is not None else {},
-        oracle_image=oracle_img, oracle_pixel=oracle_pix, oracle_per_defect=oracle_per,
+        oracle_image=oracle_img, oracle_pixel=oracle_pix, oracle_per_defect=oracle_per, ci95=ci, bootstrap=meta,
     )
 
 
@@ -422,11 +440,17 @@ def save(
 ) -> Path:
     """Write ``<results_dir>/<notebook>/<method>-<dataset>-<category>-<run>.json`` + scores CSV.
 
-    The honest and ORACLE thresholds of ``ev`` go into ``params`` beside the pipeline's own.
+    The honest and ORACLE thresholds of ``ev`` go into ``params`` beside the pipeline's own; its
+    bootstrap intervals (if any) into ``ci95`` with their description in ``bootstrap``.
     """
+    ci = dict(ev.ci95)
+    if "image_f1" in ci:  # at the final image threshold: a pipeline may replace it after evaluate()
+        ci["image_f1"] = boot.image_ci(ev.scores, ev.labels, threshold=ev.image_threshold.value,
+                                       n_boot=ev.bootstrap["n"], seed=ev.bootstrap["seed"])["image_f1"]
     return results.save_results(
         results_dir, notebook=notebook, method=ev.method, dataset=split.dataset,
         category=split.category, synthetic=synthetic, profile=profile, seed=seed,
         metrics=ev.metrics, scores=ev.scores_frame(), threshold=ev.pixel_threshold,
         train_seconds=train_seconds, params={**dict(params), **ev.threshold_params()}, run_id=run,
+        ci95=ci or None, bootstrap=ev.bootstrap or None,
     )

@@ -30,25 +30,13 @@ import numpy as np
 import pandas as pd
 
 from adlib import metrics as M
+from adlib.bootstrap import CI_KEYS, check_intervals
 from adlib.config import PROFILES
 
 __all__ = [
-    "ResultsError",
-    "METRIC_KEYS",
-    "PER_DEFECT_KEYS",
-    "RESULT_KEYS",
-    "RUN_KEYS",
-    "results_name",
-    "version_string",
-    "THRESHOLD_SOURCES",
-    "save_results",
-    "load_results",
-    "load_scores",
-    "validate_results",
-    "collect_results",
-    "results_table",
-    "image_metrics_from_scores",
-    "metrics_summary",
+    "ResultsError", "METRIC_KEYS", "PER_DEFECT_KEYS", "RESULT_KEYS", "RUN_KEYS", "OPTIONAL_KEYS", "CI_COLUMNS",
+    "results_name", "version_string", "THRESHOLD_SOURCES", "save_results", "load_results", "load_scores",
+    "validate_results", "collect_results", "results_table", "image_metrics_from_scores", "metrics_summary",
 ]
 
 METRIC_KEYS: tuple[str, ...] = (
@@ -62,8 +50,11 @@ RESULT_KEYS: tuple[str, ...] = (
 )
 RUN_KEYS: tuple[str, ...] = ("run_id", "adlib_version", "created")
 """The run identity (required when writing; ``None`` in files written before it existed)."""
-OPTIONAL_KEYS: tuple[str, ...] = ("model_bundle",)
-"""Keys a record may carry beyond :data:`RESULT_KEYS`."""
+OPTIONAL_KEYS: tuple[str, ...] = ("model_bundle", "ci95", "bootstrap")
+"""Keys a record may carry beyond :data:`RESULT_KEYS`; ``ci95`` (``{metric: [lo, hi]}``) and ``bootstrap``
+(n, seed, level, stratified_by, unit) come together (:mod:`adlib.bootstrap`)."""
+CI_COLUMNS: tuple[str, ...] = tuple(f"{k}_{end}" for k in CI_KEYS for end in ("lo", "hi"))
+""":func:`collect_results` flattens ``ci95`` into these columns (NaN where a file has none)."""
 _RUN_ID = re.compile(r"^s-?\d+-[0-9a-f]{6,16}$")
 THRESHOLD_SOURCES: tuple[str, ...] = ("normal-validation", "oracle-test", "fixed")
 """Allowed prefixes of ``threshold_source`` (e.g. ``"normal-validation:quantile-0.99"``,
@@ -203,6 +194,13 @@ def validate_results(record: Mapping[str, Any], where: str = "results") -> dict[
     out["run_id"], out["adlib_version"], out["created"] = run, version, created
     if record.get("model_bundle") is not None:
         out["model_bundle"] = _name("model_bundle", record["model_bundle"], where)
+    if (record.get("ci95") is None) != (record.get("bootstrap") is None):
+        raise ResultsError(f"{where}: ci95 and bootstrap (how the intervals were computed) come together.")
+    if record.get("ci95") is not None:
+        try:
+            out["ci95"], out["bootstrap"] = check_intervals(record["ci95"], _jsonable(record["bootstrap"], where))
+        except ValueError as exc:
+            raise ResultsError(f"{where}: {exc}") from None
     return out
 
 
@@ -264,13 +262,8 @@ def _atomic_write(path: Path, text: str) -> None:
 def save_results(
     results_dir: str | os.PathLike,
     *,
-    notebook: str,
-    method: str,
-    dataset: str,
-    category: str,
-    synthetic: bool,
-    profile: str,
-    seed: int,
+    notebook: str, method: str, dataset: str, category: str,
+    synthetic: bool, profile: str, seed: int,
     metrics: Mapping[str, Any],
     scores: pd.DataFrame,
     threshold: float | None = None,
@@ -280,6 +273,7 @@ def save_results(
     params: Mapping[str, Any] | None = None,
     run_id: str,
     created: str | None = None,
+    ci95: Mapping[str, Any] | None = None, bootstrap: Mapping[str, Any] | None = None,
 ) -> Path:
     """Validate, then write the results JSON and its scores CSV (GUIDE section 2).
 
@@ -302,6 +296,8 @@ def save_results(
         run_id: ``s<seed>-<settings hash>`` (:func:`adlib.experiment.run_id`); part of the
             file name.
         created: ISO 8601 UTC time of the run (default: now).
+        ci95, bootstrap: optional 95 % intervals ``{metric: (lo, hi) | None}`` and their description
+            (:func:`adlib.bootstrap.evaluation_intervals`); both or neither.
 
     Returns:
         Path of the JSON file.
@@ -329,6 +325,7 @@ def save_results(
         "train_seconds": train_seconds, "params": params if params is not None else {},
         "run_id": run_id, "adlib_version": version_string(),
         "created": created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **({"ci95": ci95, "bootstrap": bootstrap} if ci95 is not None or bootstrap is not None else {}),
     }
     if run_id is None:
         raise ResultsError(f"{where}: run_id is required (adlib.experiment.run_id(seed, settings)).")
@@ -399,6 +396,7 @@ def image_metrics_from_scores(scores: pd.DataFrame | str | os.PathLike) -> dict[
 
 def collect_results(results_dir: str | os.PathLike, errors: str = "raise") -> pd.DataFrame:
     """One row per results JSON under ``results_dir`` (any depth), metric keys as columns.
+    ``ci95`` becomes the :data:`CI_COLUMNS` (NaN without it); ``bootstrap``, ``model_bundle`` stay in the JSON.
 
     Args:
         results_dir: folder to search.
@@ -418,11 +416,14 @@ def collect_results(results_dir: str | os.PathLike, errors: str = "raise") -> pd
             warnings.warn(str(exc), stacklevel=2)
             continue
         row = {k: v for k, v in rec.items() if k not in ("per_defect", "params", *OPTIONAL_KEYS)}
+        for key in CI_KEYS:
+            lo, hi = (rec.get("ci95") or {}).get(key) or (np.nan, np.nan)
+            row[f"{key}_lo"], row[f"{key}_hi"] = lo, hi
         row["per_defect"] = rec["per_defect"]
         row["params"] = rec["params"]
         row["file"] = str(p)
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*RESULT_KEYS, "file"])
+    return pd.DataFrame(rows, columns=[*RESULT_KEYS, *CI_COLUMNS, "file"])
 
 
 def results_table(

@@ -156,3 +156,33 @@ def test_check_intervals_refuses_bad_entries() -> None:
             bootstrap.check_intervals(bad, meta)
     with pytest.raises(ValueError, match="level"):
         bootstrap.check_intervals({}, {**meta, "level": 0.9})
+
+
+def test_experiment_evaluate_and_save_store_the_intervals(tmp_path) -> None:
+    import json
+    from pathlib import Path
+
+    from adlib import experiment, thresholds
+    from adlib.data.types import Split
+
+    maps, masks, labels = _pixel_data()
+    rng = np.random.default_rng(1)
+    val = rng.random((6, 32, 32)).astype(np.float32)
+    kw = dict(scores=maps.max(axis=(1, 2)), labels=labels, defects=["cut" if v else "good" for v in labels],
+              paths=[f"test/{i}.png" for i in range(len(labels))], val_scores=val.max(axis=(1, 2)),
+              maps=maps, masks=masks, val_maps=val)
+    ev = experiment.evaluate("m", n_boot=300, **kw)
+    assert set(ev.ci95) == set(bootstrap.CI_KEYS) and ev.bootstrap["n"] == 300
+    lo, hi = ev.ci95["pixel_f1"]
+    assert lo <= ev.metrics["pixel_f1"] <= hi
+    assert experiment.evaluate("m", n_boot=0, **kw).ci95 == {}
+    # a pipeline that replaces the image threshold after evaluate(): image F1's interval follows it
+    ev.image_threshold = thresholds.Threshold(0.0, "normal-validation:fixed-for-test")
+    split = Split(dataset="mvtec", category="x", root=Path("."), train=[], test=[], has_masks=True, channels=1)
+    path = experiment.save(ev, results_dir=tmp_path, notebook="nb", split=split, synthetic=True,
+                           profile="smoke", seed=0, run="s0-abcdef", train_seconds=1.0, params={})
+    raw = json.loads(path.read_text())
+    assert raw["bootstrap"]["stratified_by"] == "label" and raw["bootstrap"]["unit"] == "test image"
+    f1_all_defective = 2 * labels.sum() / (labels.sum() + len(labels))  # every image predicted defective
+    assert raw["ci95"]["image_f1"] == [pytest.approx(f1_all_defective)] * 2
+    assert raw["ci95"]["image_auroc"] == list(ev.ci95["image_auroc"])

@@ -192,3 +192,45 @@ def test_files_written_before_run_ids_still_load(tmp_path):
     path.unlink()
     rec = results.load_results(old)
     assert rec["run_id"] is None and rec["created"] is None and rec["adlib_version"] is None
+
+
+def _intervals():
+    from adlib import bootstrap
+
+    maps, masks, labels, _, df, normal_val = _data()
+    thr = threshold_from_normal(normal_val, method="max")
+    return bootstrap.evaluation_intervals(scores=df["score"], labels=labels, maps=maps, masks=masks,
+                                          pixel_threshold=thr.value, n_boot=200)
+
+
+def test_bootstrap_intervals_round_trip_and_flatten(tmp_path):
+    ci, meta = _intervals()
+    path = _save(tmp_path, ci95=ci, bootstrap=meta)
+    raw = json.loads(path.read_text())
+    assert list(raw)[-2:] == ["ci95", "bootstrap"] and raw["bootstrap"]["n"] == 200
+    assert raw["ci95"]["pixel_auroc"] == list(ci["pixel_auroc"])
+    assert raw["ci95"]["pixel_auroc"][0] <= raw["pixel_auroc"] + 2e-3  # the grid's tolerance
+    assert results.load_results(path) == raw
+    _save(tmp_path, method="conv-ae-ssim")  # a file without intervals in the same folder
+    df = results.collect_results(tmp_path).set_index("method")
+    assert set(results.CI_COLUMNS) <= set(df.columns) and "ci95" not in df.columns
+    assert df.loc["conv-ae-l2", "image_auroc_lo"] == ci["image_auroc"][0]
+    assert df.loc["conv-ae-l2", "aupro_hi"] == ci["aupro"][1]
+    assert np.isnan(df.loc["conv-ae-ssim", "image_auroc_lo"])
+
+
+@pytest.mark.parametrize(
+    ("ci", "meta", "message"),
+    [
+        ({"image_auroc": [0.9, 0.7]}, "ok", "lo > hi"),
+        ({"image_auroc": [0.7, 90.0]}, "ok", r"\[0, 1\]"),
+        ({"roc": [0.1, 0.2]}, "ok", "roc"),
+        ({"image_auroc": [0.7, 0.9]}, None, "come together"),
+        ({"image_auroc": [0.7, 0.9]}, {"n": 0, "level": 0.95}, "bootstrap.n"),
+    ],
+)
+def test_bootstrap_intervals_are_validated(tmp_path, ci, meta, message):
+    meta = {"n": 10, "seed": 0, "level": 0.95, "stratified_by": "label", "unit": "test image"} if meta == "ok" else meta
+    with pytest.raises(ResultsError, match=message):
+        _save(tmp_path, ci95=ci, bootstrap=meta)
+    assert not any(tmp_path.rglob("*.json"))
