@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adlib import metrics, results
+from adlib import bootstrap, metrics, results
 from adlib.config import SettingsError
 from adlib.pipelines import baselines as B
 from adlib.pipelines import comparison as C
+from adlib.pipelines import comparison_stats as S
 from adlib.pipelines import comparison_views as V
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,9 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _save(root: Path, notebook: str, method: str, dataset: str, category: str, synthetic: bool,
           scores: np.ndarray, labels: np.ndarray, params: dict | None = None,
-          pixel_f1: float | None = None, seed: int = 0, created: str | None = None) -> Path:
+          pixel_f1: float | None = None, seed: int = 0, created: str | None = None,
+          intervals: bool = False, prefix: str = "img") -> Path:
     defects = np.where(labels == 1, "crack", "good")
-    frame = pd.DataFrame({"path": [f"img{i}.png" for i in range(len(labels))], "label": labels,
+    frame = pd.DataFrame({"path": [f"{prefix}{i}.png" for i in range(len(labels))], "label": labels,
                           "defect": defects, "score": scores})
     m = dict.fromkeys(results.METRIC_KEYS)
     m.update(results.image_metrics_from_scores(frame))
@@ -32,7 +34,15 @@ def _save(root: Path, notebook: str, method: str, dataset: str, category: str, s
     return results.save_results(root, notebook=notebook, method=method, dataset=dataset,
                                 category=category, synthetic=synthetic, profile="smoke", seed=seed,
                                 metrics=m, scores=frame, threshold=thr, threshold_source=src,
-                                params=params or {}, run_id=f"s{seed}-abc123", created=created)
+                                params=params or {}, run_id=f"s{seed}-abc123", created=created,
+                                **_intervals(scores, labels, intervals))
+
+
+def _intervals(scores: np.ndarray, labels: np.ndarray, wanted: bool) -> dict:
+    if not wanted:
+        return {}
+    ci, meta = bootstrap.evaluation_intervals(scores=scores, labels=labels, n_boot=300)
+    return {"ci95": ci, "bootstrap": meta}
 
 
 @pytest.fixture()
@@ -236,3 +246,75 @@ def test_sweep_examples_parse() -> None:
         runs = report.plan_runs(notebooks, sweep)
         assert any(r.output_stem == "01_hazelnut_autoencoder-bottle" for r in runs)
         assert all("DATA_ROOT" not in r.parameters for r in runs if r.source.name.startswith("02"))
+
+
+def _scores(n: int, shift: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 3 == 0).astype(int)
+    return rng.normal(size=n) + shift * labels, labels
+
+
+def test_cells_show_the_bootstrap_interval(tmp_path: Path) -> None:
+    scores, labels = _scores(60, 1.0, 0)
+    _save(tmp_path, "01_hazelnut_autoencoder", "conv-ae-l2", "mvtec", "hazelnut", True, scores, labels,
+          intervals=True)
+    df = C.load_comparison(tmp_path).frame
+    lo, hi = bootstrap.image_ci(scores, labels, n_boot=300)["image_auroc"]
+    assert df.loc[0, "image_auroc_lo"] == lo and df.loc[0, "image_auroc_hi"] == hi
+    auroc = metrics.image_auroc(scores, labels)
+    expected = f"{auroc:.3f} [{lo:.3f}, {hi:.3f}]"
+    table = C.comparison_table(df, "mvtec", True, with_published=False)
+    assert table.loc[0, "image_auroc"] == expected and lo < auroc < hi
+    assert np.isnan(table.loc[0, "pixel_auroc"])  # no maps: no number and no interval
+    assert not any(c.endswith(("_lo", "_hi", "_sd")) for c in table.columns)
+    assert C.overview_table(df).loc[0, "image_auroc"] == expected
+    fig = V.metric_heatmap(table)
+    assert fig.axes[0].images[0].get_array()[0, 0] == pytest.approx(auroc, abs=5e-4)
+    assert S.leading_number("0.975 ± 0.008 [0.941, 0.996]") == "0.975"
+
+
+def test_several_seeds_show_mean_sd_and_the_averaged_interval(tmp_path: Path) -> None:
+    bounds = []
+    for seed in (0, 1):
+        scores, labels = _scores(60, 1.0 + seed, seed)
+        _save(tmp_path, "01_hazelnut_autoencoder", "conv-ae-l2", "mvtec", "hazelnut", True, scores, labels,
+              seed=seed, intervals=True)
+        bounds.append(bootstrap.image_ci(scores, labels, n_boot=300)["image_auroc"])
+    df = C.load_comparison(tmp_path).frame
+    agg = C.aggregate_seeds(df)
+    assert agg.loc[0, "image_auroc_lo"] == pytest.approx(np.mean([b[0] for b in bounds]))
+    cell = C.comparison_table(df, "mvtec", True, with_published=False).loc[0, "image_auroc"]
+    mean, sd = df["image_auroc"].mean(), df["image_auroc"].std(ddof=1)
+    lo, hi = np.mean([b[0] for b in bounds]), np.mean([b[1] for b in bounds])
+    assert cell == f"{mean:.3f} ± {sd:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def test_paired_table_a_beats_b_on_the_same_test_images(tmp_path: Path) -> None:
+    weak, labels = _scores(90, 0.3, 1)
+    strong = weak + 2.5 * labels
+    _save(tmp_path, "05_comparison", "variation-model", "mvtec", "bottle", True, weak, labels)
+    _save(tmp_path, "05_comparison", "patch-pca", "mvtec", "bottle", True, strong, labels)
+    _save(tmp_path, "01_hazelnut_autoencoder", "conv-ae-l2", "mvtec", "bottle", True, weak.copy(), labels)
+    # same dataset, other test images: never paired
+    _save(tmp_path, "02_unet_autoencoder_dagm_rsdd", "unet-ae", "mvtec", "bottle", True, strong, labels,
+          prefix="other")
+    # another data kind: never paired with the synthetic rows
+    _save(tmp_path, "04_fanogan_vs_autoencoder", "f-anogan", "mvtec", "bottle", False, strong, labels)
+    table = S.paired_table(C.load_comparison(tmp_path).frame, n_boot=400)
+    assert len(table) == 3 and set(table["data"]) == {"synthetic stand-in"}
+    rows = {(a.split(" ")[0], b.split(" ")[0]): r for (a, b), r in
+            zip(zip(table["A"], table["B"], strict=True), table.to_dict("records"), strict=True)}
+    best = rows[("patch-pca", "variation-model")]
+    assert best["A - B"] == pytest.approx(metrics.image_auroc(strong, labels) - metrics.image_auroc(weak, labels),
+                                          abs=1e-3)
+    lo, hi = (float(v) for v in best["95 % CI of A - B"].strip("[]").split(", "))
+    assert 0 < lo <= best["A - B"] <= hi and best["P(A > B)"] == 1.0 and best["n images"] == 90
+    assert ("patch-pca", "conv-ae-l2") in rows            # A is always the better of the two
+    same = next(r for k, r in rows.items() if set(k) == {"variation-model", "conv-ae-l2"})
+    assert same["A - B"] == 0 and same["P(A > B)"] == 0 and same["95 % CI of A - B"] == "[0.000, 0.000]"
+    skipped = table.attrs["skipped"]
+    assert len(skipped) == 3 and all("did not score the same test images" in s for s in skipped)
+    frags = V.build_fragments(C.load_comparison(tmp_path).frame, others_present=True)
+    paired = next(f for f in frags if f.name == V.PAIRED_FRAGMENT)
+    assert "paired bootstrap" in paired.caption and "3 pair(s)" in paired.caption
+    assert S.paired_table(C.load_comparison(tmp_path / "none").frame).empty

@@ -10,7 +10,9 @@ score explorer and the report's HTML fragments are in :mod:`adlib.pipelines.comp
   ``RESULTS_DIR/.report-run.json``). Older results are never mixed into the tables silently:
   they are listed with their date in :attr:`Collected.older`.
 * :func:`aggregate_seeds`: runs that differ only in the seed (same method, data and settings
-  hash in their ``run_id``) become one row with mean, standard deviation and ``n``.
+  hash in their ``run_id``) become one row with mean, standard deviation and ``n``; cells show the
+  95 % bootstrap interval over test images where the results files carry one
+  (:mod:`adlib.pipelines.comparison_stats`, which also builds the paired "A beats B" table).
 * :func:`comparison_table`: one table per dataset and data kind (synthetic stand-in or real are
   never mixed), our rows first, then the seeds' published numbers (:mod:`adlib.published`) with
   their source. Published numbers are on the real datasets with the authors' settings: context,
@@ -39,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from adlib import metrics, published, results
+from adlib.pipelines.comparison_stats import aggregate_intervals, format_cell, interval_columns
 
 __all__ = [
     "NOTEBOOK", "FRAGMENT_DIR", "PARAM_COLUMNS", "REPORT_RUN_FILE", "Collected", "load_comparison",
@@ -160,7 +163,7 @@ def _parse_time(text: str) -> datetime:
 
 
 def overview_table(df: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
-    """Every experiment of ``df`` in one table: metrics as mean ± sd over seeds, ``n``, ``seeds``.
+    """Every experiment of ``df`` in one table: metrics as mean ± sd over seeds [95 % interval], ``n``, ``seeds``.
 
     The report's index shows it for the current run (no published rows, every dataset).
     """
@@ -187,7 +190,8 @@ def older_table(collected: Collected) -> pd.DataFrame:
 def aggregate_seeds(df: pd.DataFrame, metric_keys: Sequence[str] = results.METRIC_KEYS) -> pd.DataFrame:
     """One row per experiment (everything but the seed): metric means, ``<metric>_sd`` and ``n``.
 
-    ``sd`` is the sample standard deviation (ddof = 1), NaN for a single run. The other columns
+    ``sd`` is the sample standard deviation (ddof = 1), NaN for a single run; ``<metric>_lo/_hi``
+    are the runs' 95 % bootstrap bounds averaged (NaN without intervals). The other columns
     are those of the most recent run of the group (its ``file``, thresholds, ...); ``seeds`` lists
     the seeds averaged.
     """
@@ -200,6 +204,7 @@ def aggregate_seeds(df: pd.DataFrame, metric_keys: Sequence[str] = results.METRI
             values = pd.to_numeric(group[key], errors="coerce")
             latest[key] = values.mean() if values.notna().any() else None
             latest[f"{key}_sd"] = values.std(ddof=1) if values.notna().sum() > 1 else np.nan
+        latest.update(aggregate_intervals(group, metric_keys))
         latest["n"] = len(group)
         latest["seeds"] = sorted(int(s) for s in group["seed"])
         rows.append(latest)
@@ -207,21 +212,22 @@ def aggregate_seeds(df: pd.DataFrame, metric_keys: Sequence[str] = results.METRI
 
 
 def format_mean_sd(table: pd.DataFrame, metric_keys: Sequence[str], decimals: int = 3) -> pd.DataFrame:
-    """Metric columns as ``"0.912 ± 0.013"`` where ``n > 1`` (numbers where ``n == 1``); drops the ``_sd`` columns."""
+    """Metric cells as ``"0.912 ± 0.013"`` where ``n > 1``, with `` [lo, hi]`` (the 95 % bootstrap
+    interval, :func:`adlib.pipelines.comparison_stats.format_cell`) where known; plain numbers where
+    there is neither. Drops the ``_sd``, ``_lo`` and ``_hi`` columns."""
     out = table.copy()
+    multi = out["n"].fillna(1).astype(int) > 1 if "n" in out else pd.Series(False, index=out.index)
     for key in metric_keys:
-        sd = f"{key}_sd"
-        if key not in out or sd not in out:
+        sd, lo, hi = (out[c] if c in out else pd.Series(np.nan, index=out.index)
+                      for c in (f"{key}_sd", f"{key}_lo", f"{key}_hi"))
+        if key not in out or f"{key}_sd" not in out:
             continue
-        mean = pd.to_numeric(out[key], errors="coerce").round(decimals)
-        multi = out["n"].fillna(1).astype(int) > 1 if "n" in out else pd.Series(False, index=out.index)
-        if multi.any():
-            text = [f"{m:.{decimals}f} ± {s:.{decimals}f}" if many and pd.notna(m) and pd.notna(s) else m
-                    for m, s, many in zip(mean, out[sd], multi, strict=True)]
-            out[key] = pd.Series(text, index=out.index, dtype=object)
-        else:
-            out[key] = mean
-    return out.drop(columns=[f"{k}_sd" for k in metric_keys if f"{k}_sd" in out])
+        mean = pd.to_numeric(out[key], errors="coerce")
+        cells = [format_cell(*v, decimals) for v in zip(mean, sd, lo, hi, multi, strict=True)]
+        out[key] = (pd.Series(cells, index=out.index, dtype=object) if any(isinstance(c, str) for c in cells)
+                    else mean.round(decimals))
+    extra = [f"{k}_{end}" for k in metric_keys for end in ("sd", "lo", "hi")]
+    return out.drop(columns=[c for c in extra if c in out])
 
 
 def data_groups(df: pd.DataFrame) -> list[tuple[str, bool]]:
@@ -284,15 +290,15 @@ def comparison_table(
     """Method x metrics for one dataset and one data kind, published numbers below ours.
 
     Our rows: ``source`` is the notebook, ``data`` says synthetic stand-in or real; runs that
-    differ only in the seed are one row, ``"mean ± sd"`` with their number ``n`` (plain numbers
-    where ``n == 1``). Published rows: ``source`` starts with ``PUBLISHED`` and names seed and
+    differ only in the seed are one row, ``"mean ± sd"`` with their number ``n``, followed by the
+    95 % bootstrap interval ``[lo, hi]`` where the results carry one (plain numbers otherwise). Published rows: ``source`` starts with ``PUBLISHED`` and names seed and
     table; ``data`` is ``real (published)``. Metrics we did not compute (or that a paper does not
     give) are NaN.
     """
     ours = df[(df["dataset"] == dataset) & (df["synthetic"].astype(bool) == bool(synthetic))]
     ours = aggregate_seeds(ours, metrics)
     ours = ours.assign(source=ours["notebook"]) if not ours.empty else ours.assign(source=[])
-    cols = _ID + list(metrics) + [f"{m}_sd" for m in metrics] + ["n"]
+    cols = _ID + list(metrics) + [f"{m}_sd" for m in metrics] + interval_columns(metrics) + ["n"]
     table = ours.reindex(columns=cols).sort_values(["category", "method", "source"])
     table = format_mean_sd(table, metrics, decimals)
     if with_published and not ours.empty:

@@ -1,4 +1,5 @@
-"""Notebook 05's views: heat maps, ROC inputs, the score explorer and the report's HTML fragments.
+"""Notebook 05's views: heat maps, ROC inputs, the score explorer and the report's HTML fragments
+(including the paired "A beats B" table of :mod:`adlib.pipelines.comparison_stats`).
 
 The numbers come from :mod:`adlib.pipelines.comparison` (results files only).
 """
@@ -27,9 +28,19 @@ from adlib.pipelines.comparison import (
     published_notes,
     threshold_table,
 )
+from adlib.pipelines.comparison_stats import (
+    INTERVAL_NOTE,
+    PAIRED_CAPTION,
+    leading_number,
+    paired_table,
+)
 
 __all__ = ["Fragment", "roc_inputs", "roc_target", "metric_heatmap", "score_explorer",
-           "write_fragments", "dataset_fragments", "build_fragments", "THRESHOLD_CAPTION", "OLDER_CAPTION"]
+           "write_fragments", "dataset_fragments", "build_fragments", "paired_fragment", "PAIRED_FRAGMENT",
+           "THRESHOLD_CAPTION", "OLDER_CAPTION"]
+
+PAIRED_FRAGMENT = "91_paired_a_beats_b"
+"""File stem of the paired-bootstrap fragment (the report's index links to it)."""
 
 
 # --------------------------------------------------------------------------- plots
@@ -59,15 +70,15 @@ def roc_inputs(df: pd.DataFrame, dataset: str, category: str, synthetic: bool) -
 
 
 def _leading_number(column: pd.Series) -> pd.Series:
-    """``"0.912 ± 0.013"`` -> 0.912 (the mean of a seed-averaged cell); numbers unchanged."""
-    return pd.to_numeric(column.map(lambda v: v.split(" ±")[0] if isinstance(v, str) else v), errors="coerce")
+    """``"0.912 ± 0.013 [0.88, 0.94]"`` -> 0.912 (the point estimate of a formatted cell); numbers unchanged."""
+    return pd.to_numeric(column.map(leading_number), errors="coerce")
 
 
 def metric_heatmap(table: pd.DataFrame, metric_keys: Sequence[str] = results.METRIC_KEYS, *,
                    title: str = "", label_cols: Sequence[str] = ("category", "method", "source")) -> Figure:
     """Heat map rows = table rows (category / method / source), columns = metrics in [0, 1].
 
-    Seed-averaged cells show their mean. Missing values are left blank (grey) and written as ``n/a``.
+    Seed-averaged cells show their mean, cells with an interval their point estimate. Missing values are left blank (grey) and written as ``n/a``.
     """
     cols = [m for m in metric_keys if m in table.columns]
     values = table[cols].apply(_leading_number).to_numpy(float) if cols else np.zeros((0, 0))
@@ -218,7 +229,7 @@ def dataset_fragments(df: pd.DataFrame, *, start: int = 1) -> tuple[list[Fragmen
                                                             "synthetic-data results. " if synthetic else ". ")
                       if (table["source"].str.startswith("PUBLISHED")).any() else "")
                    + "Metrics are fractions; pixel F1/precision/recall at the threshold named in "
-                     "threshold_source; n/a = not computable or not given."
+                     "threshold_source; n/a = not computable or not given. " + INTERVAL_NOTE
                    + (" Notes: " + " | ".join(notes) if notes and (table["source"].str.startswith("PUBLISHED")).any()
                       else ""))
         kind_slug = "synthetic" if synthetic else "real"
@@ -267,9 +278,24 @@ def build_fragments(df: pd.DataFrame, *, others_present: bool,
     thr = threshold_table(df)
     if not thr.empty:
         frags.append(Fragment(f"{max(n, 90):02d}_thresholds_honest_vs_oracle", THRESHOLD_CAPTION, thr))
+    paired = paired_fragment(df)
+    if paired is not None:
+        frags.append(paired)
     if older is not None and not older.empty:
         frags.append(Fragment("99_older_results_not_shown", OLDER_CAPTION, older))
     return frags
+
+
+def paired_fragment(df: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> Fragment | None:
+    """The "A beats B" table (:func:`adlib.pipelines.comparison_stats.paired_table`) as a fragment;
+    None when no two methods scored the same test images."""
+    table = paired_table(df, n_boot=n_boot, seed=seed)
+    if table.empty:
+        return None
+    skipped = table.attrs.get("skipped", [])
+    note = (f" {len(skipped)} pair(s) on the same dataset were left out because their scores CSVs list "
+            "different test images." if skipped else "")
+    return Fragment(PAIRED_FRAGMENT, PAIRED_CAPTION + note, table)
 
 
 OLDER_CAPTION = (
