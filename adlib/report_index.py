@@ -1,5 +1,6 @@
-"""The report's index page: run status, this run's results (mean ± sd over seeds), older results
-flagged with their date, and the comparison notebook's HTML fragments (:mod:`adlib.report`)."""
+"""The report's index page: run status, this run's results (mean ± sd over seeds, 95 % bootstrap
+intervals over test images), a link to the paired "A beats B" table, older results flagged with
+their date, and the comparison notebook's HTML fragments (:mod:`adlib.report`)."""
 
 from __future__ import annotations
 
@@ -54,9 +55,12 @@ def record_start(results_dir: Path, profile: str) -> str:
     return started
 
 
-def results_overview(results_dir: Path) -> str:
-    """HTML: this run's results (mean ± sd over seeds, n) and the older files left out, with dates."""
+def results_overview(results_dir: Path, fragments: list[Path] | None = None) -> str:
+    """HTML: this run's results (mean ± sd over seeds [95 % interval], n), a link to the paired
+    "A beats B" fragment when ``fragments`` (this run's) hold one, and the older files left out."""
     from adlib.pipelines import comparison
+    from adlib.pipelines.comparison_stats import INTERVAL_NOTE
+    from adlib.pipelines.comparison_views import PAIRED_FRAGMENT
 
     collected = comparison.load_comparison(results_dir)
     parts = []
@@ -66,8 +70,12 @@ def results_overview(results_dir: Path) -> str:
         table = comparison.overview_table(collected.frame)
         parts.append('<p class="caption">One row per experiment of this run; runs that differ only in '
                      "SEED are averaged (mean ± sd, n runs; seeds listed). Pixel F1 at the honest "
-                     "threshold named in threshold_source.</p>")
+                     "threshold named in threshold_source. " + html.escape(INTERVAL_NOTE) + "</p>")
         parts.append(table.to_html(index=False, na_rep="n/a", border=0, float_format=lambda v: f"{v:.3f}"))
+        paired = [f for f in fragments or [] if f.stem == PAIRED_FRAGMENT]
+        if paired:
+            parts.append(f'<p>Is one method really better than another on the same test images? See the '
+                         f'paired bootstrap: <a href="#{html.escape(PAIRED_FRAGMENT)}">"A beats B"</a>.</p>')
     older = comparison.older_table(collected)
     if not older.empty:
         parts.append(f'<p class="caption"><b>Older results</b> in this folder, from before this run '
@@ -100,7 +108,7 @@ def write_index(out_dir: Path, profile: str, results: list[RunResult], results_d
     stale = len(comparison_fragments(results_dir)) - len(fragments)
     if fragments:
         tables = "\n".join(
-            f'<div class="comparison"><h3>{html.escape(f.stem)}</h3>\n{f.read_text(encoding="utf-8")}\n</div>'
+            f'<div class="comparison" id="{html.escape(f.stem)}"><h3>{html.escape(f.stem)}</h3>\n{f.read_text(encoding="utf-8")}\n</div>'
             for f in fragments
         )
     else:
@@ -129,7 +137,7 @@ def write_index(out_dir: Path, profile: str, results: list[RunResult], results_d
 {chr(10).join(rows)}
 </tbody></table>
 <h2>Results of this run</h2>
-{results_overview(results_dir)}
+{results_overview(results_dir, fragments)}
 <h2>Comparison tables</h2>
 {tables}
 </body></html>

@@ -226,3 +226,31 @@ def _hash() -> str:
     from adlib.experiment import run_id
 
     return run_id(0, {"epochs": 1}).split("-")[1]
+
+
+def test_index_shows_intervals_and_links_the_paired_table(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from adlib import bootstrap, results
+    from adlib.pipelines.comparison_views import PAIRED_FRAGMENT
+    from adlib.report_index import write_index
+
+    res = tmp_path / "results"
+    labels = (np.arange(30) % 3 == 0).astype(int)
+    scores = np.random.default_rng(0).normal(size=30) + labels
+    frame = pd.DataFrame({"path": [f"t{i}.png" for i in range(30)], "label": labels,
+                          "defect": np.where(labels == 1, "cut", "good"), "score": scores})
+    m = dict.fromkeys(results.METRIC_KEYS)
+    m.update(results.image_metrics_from_scores(frame))
+    ci, meta = bootstrap.evaluation_intervals(scores=scores, labels=labels, n_boot=200)
+    results.save_results(res, notebook="01_fake", method="fake-ae", dataset="mvtec", category="bottle",
+                         synthetic=True, profile="smoke", seed=0, metrics=m, scores=frame, run_id="s0-abc123",
+                         ci95=ci, bootstrap=meta)
+    (res / "comparison").mkdir()
+    (res / "comparison" / f"{PAIRED_FRAGMENT}.html").write_text("<table><tr><td>pairs</td></tr></table>")
+    index = write_index(tmp_path, "smoke", [], res).read_text()
+    section = index.split("<h2>Results of this run</h2>")[1].split("<h2>")[0]
+    lo, hi = ci["image_auroc"]
+    assert f"{m['image_auroc']:.3f} [{lo:.3f}, {hi:.3f}]" in section and "95 % bootstrap interval" in section
+    assert f'href="#{PAIRED_FRAGMENT}"' in section and f'id="{PAIRED_FRAGMENT}"' in index
