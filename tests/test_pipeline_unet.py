@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from adlib import bootstrap as boot
 from adlib import experiment, results
 from adlib.config import SettingsError
 from adlib.data.types import DataError
@@ -120,6 +121,11 @@ def test_protocol_writes_guide_results(protocol: dict, dataset: str) -> None:
     # the ORACLE (best F1 on the test set) is never below the honest F1
     assert params["oracle_pixel_f1"] >= rec["pixel_f1"]
     assert params["oracle_image_f1"] >= params["image_f1"]
+    # the results keep their 95 % intervals (the rule comparison below computes none)
+    assert set(rec["ci95"]) == set(boot.CI_KEYS) and rec["bootstrap"]["n"] == boot.DEFAULT_N_BOOT
+    for key in ("image_auroc", "pixel_auroc", "aupro"):
+        lo, hi = rec["ci95"][key]
+        assert 0.0 <= lo <= hi <= 1.0 and hi > lo, key
     scores = pd.read_csv(path.with_name(path.stem + ".scores.csv"))
     assert list(scores.columns) == ["path", "label", "defect", "score"] and len(scores) == len(data.test)
     np.testing.assert_allclose(scores["score"], ev.scores)
@@ -170,7 +176,7 @@ def test_two_stage_rule_gates_and_keeps_oracle_above_honest(protocol: dict) -> N
     assert two.oracle_pixel_f1 >= two.metrics["pixel_f1"]
 
 
-def test_views_tables(protocol: dict) -> None:
+def test_views_tables(protocol: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = {(ds, "unet-ae"): (protocol[ds]["trained"], protocol[ds]["evals"][0])
             for ds in ("dagm", "rsdd")}
     summary = views.summary_table(runs)
@@ -178,7 +184,11 @@ def test_views_tables(protocol: dict) -> None:
     assert summary.loc[0, "pixel_auroc"] == protocol["dagm"]["evals"][0].metrics["pixel_auroc"]
     comp = views.comparison_table(summary)
     assert list(comp["seed_table1_f1"]) == [0.96, 0.81]  # the seed's Table 1
+    calls = []
+    real = boot.evaluation_intervals
+    monkeypatch.setattr(boot, "evaluation_intervals", lambda **kw: calls.append(kw) or real(**kw))
     table = views.rule_table(runs["dagm", "unet-ae"][1], protocol["dagm"]["data"], protocol["cfg"])
+    assert calls == []  # an analysis table: no bootstrap intervals computed (n_boot=0)
     assert len(table) == 6 and table["pixel_f1"].between(0, 1).all()
     chosen = table.iloc[-1]  # the chosen rule, evaluated again: the same numbers as the results
     assert chosen["pixel_f1"] == protocol["dagm"]["evals"][0].metrics["pixel_f1"]

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from adlib import experiment, maps, thresholds
+from adlib.bootstrap import DEFAULT_N_BOOT
 from adlib.config import SettingsError
 from adlib.data.types import DataError, Split
 from adlib.models.unet_ae import VARIANTS as MODEL_VARIANTS
@@ -413,9 +414,10 @@ class Evaluation(experiment.Evaluation):
 
 
 def evaluate_rule(method: str, rule: rules.Rule, raw: np.ndarray, val_raw: np.ndarray, data: Data,
-                  cfg: dict, *, rule_source: str) -> Evaluation:
+                  cfg: dict, *, rule_source: str, n_boot: int = DEFAULT_N_BOOT) -> Evaluation:
     """One rule on the test residuals, thresholds from the validation residuals, via
-    :func:`adlib.experiment.evaluate` (honest and ORACLE values, GUIDE metrics)."""
+    :func:`adlib.experiment.evaluate` (honest and ORACLE values, GUIDE metrics); ``n_boot``
+    bootstrap resamples for its 95 % intervals (0: none, for analysis-only calls)."""
     d = rules.decide(rule, raw, val_raw, cfg["threshold_method"])
     gate = f"; two-stage (image {d.image_threshold.source})" if rule.two_stage else ""
     pix = thresholds.Threshold(d.pixel_threshold.value,
@@ -423,7 +425,7 @@ def evaluate_rule(method: str, rule: rules.Rule, raw: np.ndarray, val_raw: np.nd
     ev = experiment.evaluate(method, scores=d.scores, labels=data.test_labels,
                              defects=data.test_defects, paths=data.test_paths,
                              val_scores=d.val_scores, maps=d.maps, masks=data.test_masks,
-                             val_maps=d.val_maps, pixel_thresholds={"chosen": pix})
+                             val_maps=d.val_maps, pixel_thresholds={"chosen": pix}, n_boot=n_boot)
     base = {f.name: getattr(ev, f.name) for f in fields(ev)}
     base["image_threshold"] = d.image_threshold  # the rule's image threshold (threshold_method)
     out = Evaluation(**base, rule=rule, rule_source=rule_source, raw_maps=raw, val_raw=val_raw,
