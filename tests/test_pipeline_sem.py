@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from adlib import bootstrap as boot
 from adlib import results
 from adlib.config import SettingsError
 from adlib.data.types import DataError
@@ -161,7 +163,7 @@ def test_train_evaluate_save(run: dict, data: P.Data, cfg: dict) -> None:
     assert sorted(by_name) == sorted(f"{v}-{s}-sem-nanofibres-{RUN}.json" for v in P.VARIANTS for s in P.SCORES)
     for ev in evals:
         rec = json.loads(by_name[f"{ev.method}-sem-nanofibres-{RUN}.json"].read_text())
-        assert list(rec) == list(results.RESULT_KEYS) and rec["run_id"] == RUN
+        assert list(rec) == [*results.RESULT_KEYS, "ci95", "bootstrap"] and rec["run_id"] == RUN
         assert rec["synthetic"] is True and rec["profile"] == "smoke"
         assert rec["threshold_source"].startswith("normal-validation")
         assert rec["params"]["patch_prf_oracle"]["threshold_source"] == "oracle-test"
@@ -173,6 +175,44 @@ def test_train_evaluate_save(run: dict, data: P.Data, cfg: dict) -> None:
         assert len(scores) == len(data.patches.test)  # one row per test patch
         again = results.image_metrics_from_scores(scores)
         assert again["image_auroc"] == pytest.approx(rec["image_auroc"], abs=1e-6)
+        _check_intervals(rec, ev)
+
+
+def _check_intervals(rec: dict, ev: P.PatchEvaluation) -> None:
+    """ci95: image keys over test patches (the CSV rows), pixel keys over the stitched test images."""
+    ci, meta = rec["ci95"], rec["bootstrap"]
+    assert set(ci) == set(boot.CI_KEYS)
+    assert (meta["unit"], meta["pixel_unit"], meta["n"]) == ("test patch", "test image", 1000)
+    for key, (lo, hi) in ((k, v) for k, v in ci.items() if v is not None):
+        assert 0.0 <= lo <= hi <= 1.0, key
+    patches = boot.image_ci(ev.scores, ev.labels, threshold=ev.image_threshold.value, n_boot=meta["n"])
+    for key in ("image_auroc", "image_aupr", "image_f1"):
+        assert ci[key] == pytest.approx(list(patches[key])), key
+    lo, hi = ci["image_auroc"]
+    assert lo <= rec["image_auroc"] <= hi
+    # the pixel keys resample whole test images: the same as bootstrapping the stitched maps
+    image_labels = ev.masks.reshape(len(ev.masks), -1).any(axis=1).astype(int)
+    assert len(image_labels) == len(ev.image_maps) > 1
+    images, _ = boot.evaluation_intervals(
+        scores=ev.maps.reshape(len(ev.maps), -1).max(axis=1), labels=image_labels, maps=ev.maps,
+        masks=ev.masks, pixel_threshold=ev.pixel_threshold.value, n_boot=meta["n"])
+    for key in ("pixel_auroc", "aupro", "pixel_f1", "pixel_precision", "pixel_recall"):
+        assert ci[key] == (None if images[key] is None else pytest.approx(list(images[key]))), key
+    assert ci["pixel_auroc"][0] < ci["pixel_auroc"][1]  # a real spread, not one resampled row
+
+
+def test_images_of_different_sizes_get_no_pixel_intervals(run: dict, data: P.Data) -> None:
+    """Unequal image sizes: pixel metrics over one row of all pixels, so no pixel intervals."""
+    ev = run["evals"][0]
+    (h, w), pad = data.image_shapes[0], ((0, 8), (0, 0))
+    odd = dataclasses.replace(data, image_shapes=[(h + 8, w), *data.image_shapes[1:]])
+    masks = [np.pad(m, pad) if i == 0 else m for i, m in enumerate(data.test_masks())]
+    out = P._evaluate_method(odd, ev.kind, ev.score, ev.scores, ev.val_scores, 0.95, masks)
+    assert out.maps.shape[0] == 1 and out.metrics["aupro"] is None
+    assert set(out.ci95) == {"image_auroc", "image_aupr", "image_f1"}
+    assert out.ci95 == {k: ev.ci95[k] for k in out.ci95}  # the patch-level intervals, unchanged
+    assert out.bootstrap["unit"] == "test patch" and "pixel_unit" not in out.bootstrap
+    assert out.metrics["pixel_auroc"] is not None
 
 
 def test_second_run_reuses_checkpoints_and_reproduces(run: dict, data: P.Data, cfg: dict) -> None:

@@ -96,9 +96,6 @@ _AT_LEAST = {"stride": 1, "den_depth": 1, "depth_study": 1, "n_train": 1, "max_v
 
 def _check(cfg: dict[str, Any]) -> None:
     """The pipeline's own settings checks (after :func:`adlib.config.settings`' generic ones)."""
-    def name(key: str) -> str:
-        return PARAMETERS.get(key, key.upper())
-
     if cfg["image_size"] % 8:
         raise SettingsError(f"IMAGE_SIZE={cfg['image_size']}: the patch side must be a multiple "
                             "of 8 (three stride-2 layers); seed 003 uses 32.")
@@ -106,7 +103,7 @@ def _check(cfg: dict[str, Any]) -> None:
         values = cfg[key] if isinstance(cfg[key], (list, tuple)) else [cfg[key]]
         if any(v < low for v in values):
             bound = "positive" if 0 < low < 1 else f"at least {low:g}"
-            raise SettingsError(f"{name(key)}={cfg[key]!r}: must be {bound}.")
+            raise SettingsError(f"{PARAMETERS.get(key, key.upper())}={cfg[key]!r}: must be {bound}.")
     if not 0.0 < cfg["threshold_q"] < 1.0:
         raise SettingsError(f"THRESHOLD_Q={cfg['threshold_q']!r}: a quantile strictly between 0 "
                             "and 1 is needed (0.95, not 95).")
@@ -431,7 +428,8 @@ class PatchEvaluation(experiment.Evaluation):
 
 def _evaluate_method(data: Data, kind: str, score: str, test_scores: np.ndarray,
                      val_scores: np.ndarray, q: float, masks: list[np.ndarray]) -> PatchEvaluation:
-    """Patch metrics (validation threshold + labelled oracle) and pixel metrics of stitched maps."""
+    """Patch metrics (validation threshold + labelled oracle) and pixel metrics of stitched maps;
+    95 % intervals over test patches (image keys) and test images (pixel keys; equal sizes only)."""
     method = f"{kind}-{score}"  # the results' method name, e.g. "dae-feature"
     patch = experiment.evaluate(method, scores=test_scores, labels=data.labels,
                                 defects=data.patch_defects(), paths=data.patch_paths(),
@@ -446,17 +444,19 @@ def _evaluate_method(data: Data, kind: str, score: str, test_scores: np.ndarray,
         stacked = np.concatenate([m.ravel() for m in image_maps])[None, None]
         gt = np.concatenate([g.ravel() for g in masks])[None, None]
         defects, paths = [data.split.test[0].defect], ["all test images"]
-    pixel = experiment.evaluate(
+    pixel = experiment.evaluate(  # its image-level values and intervals are replaced by the patches'
         method, scores=stacked.reshape(len(stacked), -1).max(axis=1),
         labels=gt.reshape(len(gt), -1).any(axis=1).astype(int), defects=defects, paths=paths,
         val_scores=val_scores, image_q=q, maps=stacked, masks=gt,
-        pixel_thresholds={"patch_quantile": patch.image_threshold})
-    merged = {**pixel.metrics, "image_auroc": patch.metrics["image_auroc"],
-              "image_aupr": patch.metrics["image_aupr"]}
-    if not same_size:
-        merged["aupro"] = None  # regions are not defined on concatenated pixels
+        pixel_thresholds={"patch_quantile": patch.image_threshold},
+        n_boot=patch.bootstrap["n"] if same_size else 0)  # one row of all pixels: no interval
+    merged = {**pixel.metrics, **{k: patch.metrics[k] for k in ("image_auroc", "image_aupr")}}
+    merged["aupro"] = merged["aupro"] if same_size else None  # no regions on concatenated pixels
+    pixel_ci = {k: v for k, v in pixel.ci95.items() if not k.startswith("image_")}
     base = {f.name: getattr(patch, f.name) for f in dataclasses.fields(experiment.Evaluation)}
-    base.update(metrics=merged, maps=pixel.maps, masks=pixel.masks,
+    base.update(metrics=merged, maps=pixel.maps, masks=pixel.masks, ci95={**patch.ci95, **pixel_ci},
+                bootstrap={**pixel.bootstrap, **patch.bootstrap, "unit": "test patch"}
+                | ({"pixel_unit": "test image"} if pixel_ci else {}),
                 pixel_threshold=pixel.pixel_threshold, pixel_thresholds=pixel.pixel_thresholds,
                 oracle_pixel=pixel.oracle_pixel, oracle_per_defect=pixel.oracle_per_defect)
     return PatchEvaluation(**base, kind=kind, score=score, image_maps=image_maps)
