@@ -1,8 +1,9 @@
 """The experiment protocol's contract, the same for every model pipeline (smoke size).
 
 load -> train -> evaluate -> save; the GUIDE keys are present; honest thresholds come from
-defect-free validation data; the ORACLE F1 is never below the honest one; and a re-run that
-reuses the checkpoint reproduces the metrics and ``train_seconds`` exactly.
+defect-free validation data; the ORACLE F1 is never below the honest one; the results carry
+95 % bootstrap intervals; and a re-run that reuses the checkpoint reproduces the metrics, their
+intervals and ``train_seconds`` exactly.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def test_every_pipeline_keeps_the_protocol(name: str, tmp_path: Path, monkeypatc
         raw = json.loads(path.read_text())
         assert set(results.RESULT_KEYS) <= set(raw) and raw["run_id"] == run and raw["seed"] == 0
         assert raw["adlib_version"] and raw["created"]
+        # 95 % bootstrap intervals over the test rows: at least the image AUROC's, each lo <= hi
+        assert raw["bootstrap"]["n"] >= 1 and raw["ci95"].get("image_auroc") is not None
+        assert all(lo <= hi for lo, hi in filter(None, raw["ci95"].values()))
         assert results.load_scores(path)["score"].tolist() == pytest.approx(ev.scores.tolist())
         assert raw["params"]["image_threshold_source"].startswith("normal-validation")
         if raw["threshold"] is not None:
@@ -62,5 +66,5 @@ def test_every_pipeline_keeps_the_protocol(name: str, tmp_path: Path, monkeypatc
     for path in paths2:
         raw = json.loads(path.read_text())
         before = first[path.name]
-        for key in (*results.METRIC_KEYS, "threshold", "train_seconds", "per_defect"):
+        for key in (*results.METRIC_KEYS, "threshold", "train_seconds", "per_defect", "ci95"):
             assert raw[key] == before[key], (path.name, key)
