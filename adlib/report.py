@@ -27,7 +27,7 @@ Parameter sweeps (``--params sweep.yaml``)::
                                 # (or an explicit list: [bottle, screw])
 
 Notebooks not named in ``runs`` run once with the shared parameters. All runs share one
-RESULTS_DIR, so the comparison notebook (which runs last, in file order) sees every result.
+RESULTS_DIR, so the comparison notebook (which runs last, after every numbered notebook) sees every result.
 The report records its start in ``RESULTS_DIR/.report-run.json``: the index and the comparison
 notebook show the results written since then, and list older files in the folder with their
 date instead of mixing them in. Runs that differ only in ``SEED`` are averaged (mean ± sd, n). The
@@ -44,7 +44,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,7 @@ def discover_notebooks(notebook_dir: Path, select: Sequence[str] | None = None) 
     """
     if not notebook_dir.is_dir():
         raise ReportError(f"Notebook folder {notebook_dir} does not exist (use --notebook-dir).")
-    found = sorted(p for p in notebook_dir.iterdir() if NOTEBOOK_PATTERN.match(p.name))
+    found = _in_run_order(p for p in notebook_dir.iterdir() if NOTEBOOK_PATTERN.match(p.name))
     if not found:
         raise ReportError(f"No NN_*.ipynb notebooks in {notebook_dir}.")
     if not select:
@@ -123,7 +123,13 @@ def discover_notebooks(notebook_dir: Path, select: Sequence[str] | None = None) 
             names = ", ".join(p.stem for p in found)
             raise ReportError(f"--notebooks {key!r} matches no notebook in {notebook_dir}: {names}")
         chosen += [p for p in matches if p not in chosen]
-    return sorted(chosen)
+    return _in_run_order(chosen)
+
+
+def _in_run_order(paths: Iterable[Path]) -> list[Path]:
+    """File order, except that the comparison notebook (``NN_comparison``) runs last: it reads the
+    results of every other notebook, including those numbered after it (06 feature embeddings)."""
+    return sorted(paths, key=lambda p: (p.stem.endswith("_comparison"), p.name))
 
 
 def _matches(path: Path, key: str) -> bool:

@@ -254,3 +254,12 @@ def test_index_shows_intervals_and_links_the_paired_table(tmp_path: Path) -> Non
     lo, hi = ci["image_auroc"]
     assert f"{m['image_auroc']:.3f} [{lo:.3f}, {hi:.3f}]" in section and "95 % bootstrap interval" in section
     assert f'href="#{PAIRED_FRAGMENT}"' in section and f'id="{PAIRED_FRAGMENT}"' in index
+
+
+def test_the_comparison_notebook_runs_after_every_numbered_notebook(tmp_path: Path) -> None:
+    for name in ("00_data.ipynb", "05_comparison.ipynb", "06_feature_embeddings.ipynb", "notes.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in discover_notebooks(tmp_path)] == [
+        "00_data.ipynb", "06_feature_embeddings.ipynb", "05_comparison.ipynb"]
+    assert [p.name for p in discover_notebooks(tmp_path, ["05", "06"])] == [
+        "06_feature_embeddings.ipynb", "05_comparison.ipynb"]
