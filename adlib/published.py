@@ -1,4 +1,5 @@
-"""Numbers printed in the four source projects (the seeds), transcribed as printed, with source.
+"""Numbers printed in the four source projects (the seeds) and in the papers of chapter 06,
+transcribed as printed, with source.
 
 Each entry: ``seed, source, dataset, category, method, defect, level, metric, value, note``.
 ``metric`` uses the results-file names where the level matches (``image_auroc``, ``pixel_f1``,
@@ -100,6 +101,20 @@ def _seed003() -> list[dict]:
 
 
 PUBLISHED += _seed003()
+
+# PatchCore paper (Roth et al., CVPR 2022), for chapter 06's methods. ``seed`` names the paper.
+_SPC = ("Roth et al. 2022 (PatchCore), supplementary Tables S1-S3: PatchCore-25 %, "
+        "WideResNet-50, 224 px")
+_NPC = "image AUROC (image level), pixel AUROC and AUPRO (pixel level); MVTec AD test split"
+PUBLISHED += [
+    *_rows("PatchCore", _SPC, "mvtec", "bottle", "patchcore-wrn50 (paper)", None, "image+pixel", _NPC,
+           image_auroc=1.000, pixel_auroc=0.986, aupro=0.962),
+    *_rows("PatchCore", _SPC, "mvtec", "screw", "patchcore-wrn50 (paper)", None, "image+pixel", _NPC,
+           image_auroc=0.981, pixel_auroc=0.994, aupro=0.979),
+    *_rows("PatchCore", _SPC, "mvtec", "transistor", "patchcore-wrn50 (paper)", None, "image+pixel", _NPC,
+           image_auroc=1.000, pixel_auroc=0.963, aupro=0.837),
+]
+
 
 def published_table(seed: str | None = None, dataset: str | None = None) -> pd.DataFrame:
     """The published numbers as a DataFrame, optionally filtered by seed (``"000"``) or dataset."""

@@ -99,7 +99,11 @@ def test_published_numbers_beside_ours_with_source(results_dir: Path) -> None:
     pub = table[table["source"].str.startswith("PUBLISHED")]
     assert set(pub["category"]) == {"bottle"}              # only the categories we ran
     assert set(pub["data"]) == {"real (published)"}
-    assert pub["source"].str.contains("seed 001").all()
+    seeds = pub[~pub["method"].str.contains("paper")]
+    assert seeds["source"].str.contains("seed 001").all() and len(seeds) == 2
+    paper = pub[pub["method"] == "patchcore-wrn50 (paper)"]   # chapter 06's paper, named as such
+    assert paper["source"].str.startswith("PUBLISHED: Roth et al. 2022").all()
+    assert paper[["image_auroc", "pixel_auroc", "aupro"]].values.tolist() == [[1.0, 0.986, 0.962]]
     fanogan = pub[pub["method"] == "f-anogan"]
     expected = [r["value"] for r in C.published.PUBLISHED
                 if r["category"] == "bottle" and r["method"] == "f-anogan" and r["metric"] == "image_auroc"]

@@ -242,7 +242,8 @@ def data_groups(df: pd.DataFrame) -> list[tuple[str, bool]]:
 
 
 def _published_label(seed: str, source: str) -> str:
-    return f"PUBLISHED: seed {seed}, {source}"
+    """``PUBLISHED: seed 001, <table>`` for a seed; ``PUBLISHED: <paper, table>`` for a paper."""
+    return f"PUBLISHED: seed {seed}, {source}" if str(seed).isdigit() else f"PUBLISHED: {source}"
 
 
 _PUBLISHED_RENAME = {"f1": "f1 (level unstated)", "precision": "precision (level unstated)",
@@ -319,7 +320,8 @@ def published_notes(dataset: str, categories: Sequence[str] | None = None) -> li
     pub = published.published_table(dataset=dataset)
     if categories is not None:
         pub = pub[pub["category"].isin(list(categories))]
-    seen = dict.fromkeys(f"seed {s}: {n}" for s, n in zip(pub["seed"], pub["note"], strict=True) if n)
+    seen = dict.fromkeys(f"{'seed ' + s if str(s).isdigit() else s}: {n}"
+                         for s, n in zip(pub["seed"], pub["note"], strict=True) if n)
     return list(seen)
 
 
