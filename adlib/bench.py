@@ -441,8 +441,16 @@ def write_results(record: dict[str, Any], md_path: str | os.PathLike) -> tuple[P
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m adlib.bench [--quick] [--models ...] [--device ...] [--out ...]``."""
+    """Command line: ``python -m adlib.bench [--quick] [--models ...] [--device ...] [--out ...]``;
+    ``--patchcore [...]`` runs :mod:`adlib.bench_patchcore` with the other arguments instead."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--patchcore" in given:
+        from adlib import bench_patchcore
+
+        return bench_patchcore.main([a for a in given if a != "--patchcore"])
     p = argparse.ArgumentParser(prog="python -m adlib.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--patchcore", action="store_true",
+                   help="PatchCore against memory-bank size instead (python -m adlib.bench_patchcore)")
     p.add_argument("--quick", action="store_true", help="tiny data, smoke sizes (seconds)")
     p.add_argument("--models", nargs="+", choices=MODELS, help="subset of models (default: all)")
     p.add_argument("--device", default="auto", help='"auto" (default), "cpu" or "cuda"')
