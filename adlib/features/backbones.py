@@ -31,7 +31,7 @@ __all__ = ["BACKBONES", "LAYERS", "NORMALISATION", "FeatureExtractor", "load_net
 
 BACKBONES: tuple[str, ...] = tuple(WEIGHTS)
 LAYERS: dict[str, dict[str, tuple[int, ...]]] = {
-    "efficientnet_lite0": {"patchcore": (3, 5), "padim": (2, 3, 5)},
+    "efficientnet_lite0": {"patchcore": (2, 3), "padim": (3, 5)},
     "wide_resnet50_2": {"patchcore": (2, 3), "padim": (1, 2, 3)},
 }
 """The default feature layers per backbone and method (see the module docstring)."""

@@ -41,10 +41,13 @@ class Padim:
     shape: tuple[int, int] | None = None
 
     def fit(self, embeddings: torch.Tensor) -> Padim:
-        """Estimate mean and covariance at every position from defect-free embeddings."""
+        """Estimate mean and covariance at every position from defect-free embeddings.
+
+        With a single image the covariance is ``eps * I`` (the distance becomes Euclidean).
+        """
         n, d, h, w = embeddings.shape
-        if n < 2:
-            raise ValueError("PaDiM needs at least 2 training images to estimate a covariance.")
+        if n < 1:
+            raise ValueError("PaDiM needs at least one training image.")
         x = embeddings.permute(2, 3, 0, 1).reshape(h * w, n, d)
         self.mean = torch.empty(h * w, d)
         self.precision = torch.empty(h * w, d, d)
@@ -53,7 +56,7 @@ class Padim:
             xs = x[lo:lo + 512].double()
             mean = xs.mean(1)
             xc = xs - mean[:, None]
-            cov = xc.transpose(1, 2) @ xc / (n - 1) + eye
+            cov = xc.transpose(1, 2) @ xc / max(n - 1, 1) + eye  # one image: eps * I
             self.mean[lo:lo + 512] = mean.float()
             self.precision[lo:lo + 512] = torch.linalg.inv(cov).float()
         self.shape = (h, w)
