@@ -16,7 +16,7 @@ import pytest
 
 from adlib import experiment, results
 
-PIPELINES = ["hazelnut_ae", "unet_dagm_rsdd", "sem_patches", "fanogan_vs_ae"]
+PIPELINES = ["hazelnut_ae", "unet_dagm_rsdd", "sem_patches", "fanogan_vs_ae", "feature_embed"]
 
 
 def _run(P, tmp: Path, run: str, force: bool):

@@ -49,18 +49,23 @@ _COMMON: dict[str, Any] = {
     "neighbourhood": 3, "proj_dim": 64, "reweight": False, "neighbours": 3, "padim_channels": 100,
     "padim_eps": 0.01, "image_threshold_q": 0.95, "pixel_threshold_q": 0.999, "batch_size": 8,
 }
+SYNTHETIC_TARGETS: list[list[str]] = [
+    ["mvtec", "hazelnut"], ["mvtec", "bottle"], ["mvtec", "carpet"], ["dagm", "Class8"], ["rsdd", "type-I"],
+    ["sem", "nanofibres"],
+]
+"""Every dataset family's stand-in (the other notebooks' defaults), run by section 10 with DATA_ROOT None."""
 _SIZES = {"mvtec": 224, "dagm": 512, "rsdd": 160, "sem": 256}
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {**_COMMON, "image_size": None, "sizes": {k: 64 for k in _SIZES}, "coreset_ratio": 0.1,
               "bank_limit": 20_000, "map_sigma": 1.0, "val_fraction": 0.25, "synthetic_size": "tiny",
-              "coreset_study": [0.01, 0.1, 0.5]},
+              "coreset_study": [0.01, 0.1, 0.5], "targets": SYNTHETIC_TARGETS},
     "cpu": {**_COMMON, "image_size": None, "sizes": dict(_SIZES), "coreset_ratio": 0.01,
             "bank_limit": 200_000, "map_sigma": 4.0, "val_fraction": 0.1, "synthetic_size": "default",
-            "coreset_study": [0.001, 0.005, 0.01, 0.05, 0.1]},
+            "coreset_study": [0.001, 0.005, 0.01, 0.05, 0.1], "targets": SYNTHETIC_TARGETS},
     "paper": {**_COMMON, "backbone": "wide_resnet50_2", "image_size": None, "sizes": dict(_SIZES),
               "coreset_ratio": 0.1, "bank_limit": None, "proj_dim": 128, "map_sigma": 4.0,
               "val_fraction": 0.1, "synthetic_size": "default", "reweight": True,
-              "coreset_study": [0.001, 0.01, 0.1, 0.25]},
+              "coreset_study": [0.001, 0.01, 0.1, 0.25], "targets": SYNTHETIC_TARGETS},
 }
 """Per-profile settings. ``image_size``: square working size (None: ``sizes[dataset]``: 224 px
 for MVTec as in both papers, DAGM at its native 512 px because its scratches are a few pixels
@@ -70,10 +75,11 @@ wide, RSDDs as 160 x 160 patches of its 160 px wide strips, as notebook 02 cuts 
 ``bank_limit``) training patches kept; ``proj_dim``: projection for the coreset selection only;
 ``padim_channels``: PaDiM's random channel subset; ``map_sigma``: Gaussian smoothing of the
 maps in pixels; ``*_threshold_q``: quantiles of the defect-free validation scores / maps."""
-SELECTION: tuple[str, ...] = ("coreset_study",)  # only picks the study: not in the run id
+SELECTION: tuple[str, ...] = ("coreset_study", "targets")  # only pick what runs: not in the run id
 PARAMETERS: dict[str, str] = {
     "image_size": "IMAGE_SIZE", "backbone": "BACKBONE", "coreset_ratio": "CORESET_RATIO",
     "coreset_study": "CORESET_STUDY", "patchcore_layers": "PATCHCORE_LAYERS", "reweight": "REWEIGHT",
+    "targets": "TARGETS",
 }
 
 
@@ -93,6 +99,10 @@ def _check(cfg: dict[str, Any]) -> None:
                 or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= limit for v in chosen)):
             raise SettingsError(f"{name[key]}={chosen!r}: a list of {cfg['backbone']} stages in 1..{limit}, "
                                 "e.g. [2, 3]; None for the backbone's default.")
+    for t in cfg["targets"]:
+        if (not isinstance(t, (list, tuple)) or len(t) != 2 or t[0] not in DATASETS
+                or not (t[1] is None or isinstance(t[1], str))):
+            raise SettingsError(f"TARGETS: {t!r} is not a [dataset, category] pair with a dataset of {DATASETS}.")
     if not isinstance(cfg["reweight"], bool):
         raise SettingsError(f"REWEIGHT={cfg['reweight']!r} must be True or False.")
     for key in ("coreset_ratio", "coreset_study"):
@@ -390,4 +400,22 @@ def save(evals: Sequence[experiment.Evaluation], fitted: Fitted | Sequence[Fitte
         paths.append(experiment.save(ev, results_dir=results_dir, notebook=NOTEBOOK, split=data.split,
                                      synthetic=data.synthetic, profile=profile, seed=seed, run=run,
                                      train_seconds=f.train_seconds, params=params))
+    return paths
+
+
+def run_targets(cfg: dict[str, Any], targets: Sequence[Sequence[Any]], *, results_dir: str | Path, profile: str,
+                seed: int, device: str = "cpu", force: bool = False, progress: bool = True) -> list[Path]:
+    """Load, fit, evaluate and save both variants on each ``[dataset, category]`` stand-in in turn
+    (one run id each; memory is released between targets). Returns the results files."""
+    from tqdm.auto import tqdm
+
+    paths: list[Path] = []
+    for dataset, category in tqdm(list(targets), desc="datasets", disable=not progress):
+        run = experiment.run_id(seed, cfg, exclude=SELECTION, data_root=None, dataset=dataset, category=category)
+        data = load(cfg, dataset=dataset, data_root=None, category=category, seed=seed, progress=False)
+        fitted = [train(data, cfg, v, results_dir=results_dir, run=run, device=device, force=force,
+                        progress=False, seed=seed) for v in VARIANTS]
+        paths += save(evaluate(fitted, data, cfg, device), fitted, data, cfg, results_dir=results_dir,
+                      profile=profile, seed=seed, run=run)
+        del data, fitted
     return paths

@@ -255,3 +255,19 @@ def conv_ae_reference(data: Data, data_root: Any, category: str, env: Mapping[st
     return ev, {"method": ev.method, "fit_s": trained.train_seconds, "score_ms_per_image": 1000 * seconds / n_scored,
                 "memory_mb": memory / 2**20, "image_auroc": ev.metrics.get("image_auroc"),
                 "reused": trained.reused}
+
+
+def results_overview(paths: Sequence[Any], decimals: int = 3) -> pd.DataFrame:
+    """One row per results file: dataset, category, method, the headline metrics and fit time."""
+    from adlib import results
+
+    rows = []
+    for path in paths:
+        r = results.load_results(path)
+        ci = (r.get("ci95") or {}).get("image_auroc")
+        rows.append({"dataset": r["dataset"], "category": r["category"], "method": r["method"],
+                     "image AUROC": r["image_auroc"],
+                     "95% interval": f"[{ci[0]:.{decimals}f}, {ci[1]:.{decimals}f}]" if ci else "",
+                     "pixel AUROC": r["pixel_auroc"], "AUPRO": r["aupro"], "pixel F1": r["pixel_f1"],
+                     "fit s": r["train_seconds"]})
+    return pd.DataFrame(rows).round(decimals)
