@@ -44,16 +44,17 @@ class Padim:
         """Estimate mean and covariance at every position from defect-free embeddings.
 
         With a single image the covariance is ``eps * I`` (the distance becomes Euclidean).
+        ``embeddings`` may be float16 to halve the memory they take; the statistics are float64.
         """
         n, d, h, w = embeddings.shape
         if n < 1:
             raise ValueError("PaDiM needs at least one training image.")
-        x = embeddings.permute(2, 3, 0, 1).reshape(h * w, n, d)
+        x = embeddings.reshape(n, d, h * w)  # a view: no copy of the (possibly float16) input
         self.mean = torch.empty(h * w, d)
         self.precision = torch.empty(h * w, d, d)
         eye = self.eps * torch.eye(d, dtype=torch.float64)
         for lo in range(0, h * w, 512):  # positions in chunks: float64 copies stay small
-            xs = x[lo:lo + 512].double()
+            xs = x[:, :, lo:lo + 512].permute(2, 0, 1).double()  # (chunk, n, d)
             mean = xs.mean(1)
             xc = xs - mean[:, None]
             cov = xc.transpose(1, 2) @ xc / max(n - 1, 1) + eye  # one image: eps * I
@@ -70,7 +71,7 @@ class Padim:
         if (h, w) != self.shape or d != self.mean.shape[1]:
             raise ValueError(f"embeddings {tuple(embeddings.shape)} do not match the fitted "
                              f"grid {self.shape} with {self.mean.shape[1]} channels")
-        delta = embeddings.permute(2, 3, 0, 1).reshape(h * w, n, d) - self.mean[:, None]
+        delta = embeddings.float().permute(2, 3, 0, 1).reshape(h * w, n, d) - self.mean[:, None]
         m2 = ((delta @ self.precision) * delta).sum(-1).clamp_min(0)  # (h*w, N)
         maps = m2.sqrt().T.reshape(n, h, w)
         return maps, maps.reshape(n, -1).max(1).values

@@ -102,14 +102,22 @@ class PatchCore:
     """Patches in the bank before the limit and the coreset."""
 
     def fit(self, embeddings: torch.Tensor, *, progress: bool = False) -> PatchCore:
-        """Build the memory bank from defect-free embeddings and keep its coreset."""
-        if not 0 < self.coreset_ratio <= 1:
-            raise ValueError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
+        """Build the memory bank from defect-free embeddings ``(N, D, h, w)`` and keep its coreset."""
         full = embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1]).float()
-        self.bank_total = full.shape[0]
         if self.bank_limit is not None and full.shape[0] > self.bank_limit:
             gen = torch.Generator().manual_seed(self.seed)
-            full = full[torch.randperm(full.shape[0], generator=gen)[: self.bank_limit]]
+            keep = torch.randperm(full.shape[0], generator=gen)[: self.bank_limit]
+            return self.fit_patches(full[keep], total=full.shape[0], progress=progress)
+        return self.fit_patches(full, progress=progress)
+
+    def fit_patches(self, patches: torch.Tensor, *, total: int | None = None,
+                    progress: bool = False) -> PatchCore:
+        """Keep the coreset of a bank given as rows ``(M, D)`` (already limited to ``bank_limit``;
+        ``total``: the patches there were before that limit, for the record)."""
+        if not 0 < self.coreset_ratio <= 1:
+            raise ValueError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
+        full = patches.float()
+        self.bank_total = int(total or full.shape[0])
         n = max(1, round(self.coreset_ratio * full.shape[0]))
         if n >= full.shape[0]:
             self.order = torch.arange(full.shape[0])

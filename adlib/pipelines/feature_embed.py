@@ -260,6 +260,29 @@ def embed(sp: FeatureSpec, images: torch.Tensor, cfg: Mapping[str, Any], device:
                         neighbourhood=sp.neighbourhood, channels=sp.channels, device=device)
 
 
+def bank_patches(sp: FeatureSpec, images: torch.Tensor, cfg: Mapping[str, Any], *, device: str = "cpu",
+                 seed: int = 0) -> tuple[torch.Tensor, int]:
+    """The memory bank as rows ``(M, D)``, built batch by batch, and the patch count before the limit.
+
+    With ``bank_limit``, each image contributes the same number of random positions (seeded), so
+    the full bank never has to fit in memory at once.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    limit = cfg["bank_limit"]
+    per_image = None if limit is None else max(1, -(-int(limit) // len(images)))
+    rows, total = [], 0
+    for batch in torch.split(images, int(cfg["batch_size"])):
+        emb = embed(sp, batch, cfg, device)
+        b, d, h, w = emb.shape
+        flat = emb.permute(0, 2, 3, 1).reshape(b, h * w, d)
+        total += b * h * w
+        if per_image is not None and per_image < h * w:
+            idx = torch.stack([torch.randperm(h * w, generator=gen)[:per_image] for _ in range(b)])
+            flat = torch.gather(flat, 1, idx[..., None].expand(-1, -1, d))
+        rows.append(flat.reshape(-1, d).contiguous())
+    return torch.cat(rows), total
+
+
 @dataclass
 class Fitted:
     """A fitted PatchCore or PaDiM with its spec and cost."""
@@ -316,12 +339,12 @@ def train(data: Data, cfg: dict[str, Any], variant: str, *, results_dir: str | P
             return Fitted(variant, method_name(variant, cfg), sp, model,
                           float(state["train_seconds"]), reused=True, checkpoint=path)
     start = time.perf_counter()
-    emb = embed(sp, data.train, cfg, device)
     if isinstance(model, PatchCore):
-        model.fit(emb, progress=progress)
-    else:
-        model.fit(emb)
-    del emb
+        rows, total = bank_patches(sp, data.train, cfg, device=device, seed=seed)
+        model.fit_patches(rows, total=total, progress=progress)
+    else:  # float16 embeddings halve the memory; the Gaussians are estimated in float64
+        model.fit(torch.cat([embed(sp, b, cfg, device).half()
+                             for b in torch.split(data.train, int(cfg["batch_size"]))]))
     seconds = time.perf_counter() - start
     save_checkpoint({"format": FORMAT, "variant": variant, "model": _state(model),
                      "channels": sp.channels, "train_seconds": seconds}, path)

@@ -24,7 +24,7 @@ import torch
 from adlib import metrics
 from adlib.features.embed import to_image_maps
 from adlib.models.patchcore import PatchCore
-from adlib.pipelines.feature_embed import Data, Fitted, embed
+from adlib.pipelines.feature_embed import Data, Fitted, bank_patches, embed
 
 __all__ = ["coreset_study", "plot_coreset_study", "cost_table", "show_maps", "show_failures",
            "peak_rss_gb", "metrics_table"]
@@ -48,11 +48,12 @@ def coreset_study(fitted: Fitted, data: Data, cfg: Mapping[str, Any], ratios: Se
     measured), ``score_ms_per_image`` (nearest-neighbour search only; feature extraction is the
     same for every ratio), ``image_auroc`` and ``pixel_auroc`` (None without masks).
     """
-    emb_train = embed(fitted.spec, data.train, cfg, device)
+    rows_train, total = bank_patches(fitted.spec, data.train, cfg, device=device, seed=fitted.model.seed)
     top = max(ratios)
-    base = PatchCore(top, cfg["bank_limit"], cfg["proj_dim"], cfg["reweight"], cfg["neighbours"], 0)
-    base.fit(emb_train, progress=progress)
-    del emb_train
+    base = PatchCore(top, cfg["bank_limit"], cfg["proj_dim"], cfg["reweight"], cfg["neighbours"],
+                     fitted.model.seed)
+    base.fit_patches(rows_train, total=total, progress=progress)
+    del rows_train
     emb_test = embed(fitted.spec, data.test, cfg, device)
     size = tuple(data.test.shape[-2:])
     rows = []
