@@ -48,6 +48,7 @@ _COMMON: dict[str, Any] = {
     "backbone": "efficientnet_lite0", "patchcore_layers": None, "padim_layers": None,
     "neighbourhood": 3, "proj_dim": 64, "reweight": False, "neighbours": 3, "padim_channels": 100,
     "padim_eps": 0.01, "image_threshold_q": 0.95, "pixel_threshold_q": 0.999, "batch_size": 8,
+    "border_pad": 32,
 }
 SYNTHETIC_TARGETS: list[list[str]] = [
     ["mvtec", "hazelnut"], ["mvtec", "bottle"], ["mvtec", "carpet"], ["dagm", "Class8"], ["rsdd", "type-I"],
@@ -56,7 +57,7 @@ SYNTHETIC_TARGETS: list[list[str]] = [
 """Every dataset family's stand-in (the other notebooks' defaults), run by section 10 with DATA_ROOT None."""
 _SIZES = {"mvtec": 224, "dagm": 512, "rsdd": 160, "sem": 256}
 PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {**_COMMON, "image_size": None, "sizes": {k: 64 for k in _SIZES}, "coreset_ratio": 0.1,
+    "smoke": {**_COMMON, "image_size": None, "sizes": {k: 64 for k in _SIZES}, "coreset_ratio": 0.1, "border_pad": 8,
               "bank_limit": 20_000, "map_sigma": 1.0, "val_fraction": 0.25, "synthetic_size": "tiny",
               "coreset_study": [0.01, 0.1, 0.5], "targets": SYNTHETIC_TARGETS},
     "cpu": {**_COMMON, "image_size": None, "sizes": dict(_SIZES), "coreset_ratio": 0.01,
@@ -74,7 +75,9 @@ wide, RSDDs as 160 x 160 patches of its 160 px wide strips, as notebook 02 cuts 
 ``neighbourhood``: PatchCore's local averaging window; ``coreset_ratio``: share of the (at most
 ``bank_limit``) training patches kept; ``proj_dim``: projection for the coreset selection only;
 ``padim_channels``: PaDiM's random channel subset; ``map_sigma``: Gaussian smoothing of the
-maps in pixels; ``*_threshold_q``: quantiles of the defect-free validation scores / maps."""
+maps in pixels; ``*_threshold_q``: quantiles of the defect-free validation scores / maps;
+``border_pad``: pixels of mirrored image around each image before the backbone (cropped from the
+features after it), so that border patches are not made of the network's zero padding."""
 SELECTION: tuple[str, ...] = ("coreset_study", "targets")  # only pick what runs: not in the run id
 PARAMETERS: dict[str, str] = {
     "image_size": "IMAGE_SIZE", "backbone": "BACKBONE", "coreset_ratio": "CORESET_RATIO",
@@ -117,8 +120,8 @@ def _check(cfg: dict[str, Any]) -> None:
         raise SettingsError(f"IMAGE_SIZE={cfg['image_size']!r}: None or an integer >= 32.")
     if set(cfg["sizes"]) != set(_SIZES):
         raise SettingsError(f"SIZES={cfg['sizes']!r}: one working size per dataset {sorted(_SIZES)}.")
-    if cfg["map_sigma"] < 0 or cfg["padim_eps"] <= 0 or cfg["neighbourhood"] < 1:
-        raise SettingsError("MAP_SIGMA >= 0, PADIM_EPS > 0 and NEIGHBOURHOOD >= 1 are needed.")
+    if cfg["map_sigma"] < 0 or cfg["padim_eps"] <= 0 or cfg["neighbourhood"] < 1 or cfg["border_pad"] < 0:
+        raise SettingsError("MAP_SIGMA >= 0, PADIM_EPS > 0, NEIGHBOURHOOD >= 1 and BORDER_PAD >= 0 are needed.")
 
 
 def settings(profile: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -231,14 +234,14 @@ class FeatureSpec:
     channels: list[int] | None
 
 
-_EXTRACTORS: dict[tuple[str, tuple[int, ...]], FeatureExtractor] = {}
+_EXTRACTORS: dict[tuple[str, tuple[int, ...], int], FeatureExtractor] = {}
 
 
-def extractor(backbone: str, layers: Sequence[int]) -> FeatureExtractor:
+def extractor(backbone: str, layers: Sequence[int], pad: int = 0) -> FeatureExtractor:
     """The frozen feature extractor (loaded once per process, weights hash-checked)."""
-    key = (backbone, tuple(int(v) for v in layers))
+    key = (backbone, tuple(int(v) for v in layers), int(pad))
     if key not in _EXTRACTORS:
-        _EXTRACTORS[key] = FeatureExtractor(backbone, key[1])
+        _EXTRACTORS[key] = FeatureExtractor(backbone, key[1], pad=key[2])
     return _EXTRACTORS[key]
 
 
@@ -246,9 +249,9 @@ def spec(data: Data, cfg: dict[str, Any], variant: str) -> FeatureSpec:
     """The fitting spec of ``variant`` (PaDiM's random channel subset is seeded by the settings)."""
     method_name(variant, cfg)
     if variant == "patchcore":
-        return FeatureSpec(variant, extractor(cfg["backbone"], layers(cfg, variant)),
+        return FeatureSpec(variant, extractor(cfg["backbone"], layers(cfg, variant), cfg["border_pad"]),
                            cfg["neighbourhood"], None)
-    fe = extractor(cfg["backbone"], layers(cfg, variant))
+    fe = extractor(cfg["backbone"], layers(cfg, variant), cfg["border_pad"])
     total = sum(f.shape[1] for f in fe(data.train[:1]))
     return FeatureSpec(variant, fe, 1, random_channels(total, cfg["padim_channels"], seed=0))
 
@@ -412,7 +415,7 @@ def save(evals: Sequence[experiment.Evaluation], fitted: Fitted | Sequence[Fitte
     for ev in evals:
         f = by_method[ev.method]
         params = {
-            "backbone": cfg["backbone"], "layers": list(layers(cfg, f.variant)), "image_size": data.size,
+            "backbone": cfg["backbone"], "layers": list(layers(cfg, f.variant)), "border_pad": cfg["border_pad"], "image_size": data.size,
             "map_sigma": cfg["map_sigma"], "memory_mb": f.memory_bytes / 2**20,
             "score_seconds_per_image": getattr(ev, "score_seconds", 0.0) / max(1, len(data.paths)),
             **({"coreset_ratio": cfg["coreset_ratio"], "bank_limit": cfg["bank_limit"],
