@@ -200,3 +200,14 @@ def test_padim_is_the_mahalanobis_distance_per_position() -> None:
     assert random_channels(10, 20) is None
     with pytest.raises(ValueError, match="grid"):
         model.patch_scores(torch.rand(1, 8, 5, 5))
+
+
+def test_border_pad_removes_the_zero_padding_edge(lite0: torch.nn.Module) -> None:
+    flat = torch.full((1, 3, 96, 96), 0.6)  # a featureless image: every patch should look alike
+    spread = {}
+    for pad in (0, 32):
+        (f,) = FeatureExtractor("efficientnet_lite0", (3,), network=lite0, pad=pad)(flat)
+        assert f.shape[-2:] == (12, 12)  # padding is cropped again
+        centre = f[0, :, 6, 6]
+        spread[pad] = float((f[0] - centre[:, None, None]).norm(dim=0).max())
+    assert spread[32] < 0.2 * spread[0], spread
