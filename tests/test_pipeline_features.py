@@ -42,6 +42,7 @@ def test_layers_follow_the_backbone() -> None:
     assert P.method_name("patchcore", wrn) == "patchcore-wrn50"
     assert P.working_size(P.settings("cpu"), "dagm") == 512
     assert P.working_size(P.settings("cpu", {"image_size": 320}), "dagm") == 320
+    assert P.working_size(P.settings("cpu"), "dagm", native=256) == 256  # never upsampled
 
 
 def _run(tmp: Path, dataset: str, category: str | None, force: bool):

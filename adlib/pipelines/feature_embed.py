@@ -68,7 +68,8 @@ PROFILES: dict[str, dict[str, Any]] = {
               "val_fraction": 0.1, "synthetic_size": "default", "reweight": True,
               "coreset_study": [0.001, 0.01, 0.1, 0.25], "targets": SYNTHETIC_TARGETS},
 }
-"""Per-profile settings. ``image_size``: square working size (None: ``sizes[dataset]``: 224 px
+"""Per-profile settings. ``image_size``: square working size (None: ``sizes[dataset]``, or the
+images' own shorter side when that is smaller: 224 px
 for MVTec as in both papers, DAGM at its native 512 px because its scratches are a few pixels
 wide, RSDDs as 160 x 160 patches of its 160 px wide strips, as notebook 02 cuts them); ``*_layers``: backbone stages (None: the backbone's defaults,
 :data:`adlib.features.backbones.LAYERS`);
@@ -133,9 +134,13 @@ def settings(profile: str, overrides: Mapping[str, Any] | None = None) -> dict[s
     return config.settings(profile, PROFILES, overrides, names=PARAMETERS, check=_check)
 
 
-def working_size(cfg: Mapping[str, Any], dataset: str) -> int:
-    """The square size images are resized to: ``IMAGE_SIZE``, else the profile's size for the dataset."""
-    return int(cfg["image_size"] or cfg["sizes"][dataset])
+def working_size(cfg: Mapping[str, Any], dataset: str, native: int | None = None) -> int:
+    """The square size images are resized to: ``IMAGE_SIZE``, else the profile's size for the
+    dataset, but never larger than the images' own shorter side ``native`` (no upsampling)."""
+    if cfg["image_size"]:
+        return int(cfg["image_size"])
+    size = int(cfg["sizes"][dataset])
+    return min(size, int(native)) if native else size
 
 
 def layers(cfg: Mapping[str, Any], variant: str) -> tuple[int, ...]:
@@ -199,7 +204,8 @@ def load(cfg: dict[str, Any], *, dataset: str = "mvtec", data_root: str | Path |
     split = loaded.split
     train_s, val_s = experiment.hold_out(split.train, cfg["val_fraction"], seed, min_train=1,
                                          where=f"{split.root} ({split.category})")
-    size = working_size(cfg, dataset)
+    sides = [min(hw) for hw in loaded.report.sizes] if loaded.report.sizes else []
+    size = working_size(cfg, dataset, min(sides) if sides else None)
     train, _ = _tensors(train_s, split, size, loaded.report)
     val, _ = _tensors(val_s, split, size, loaded.report)
     test, masks = _tensors(split.test, split, size, loaded.report, masks=split.has_masks)
