@@ -15,11 +15,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import psutil
 import torch
+from matplotlib.figure import Figure
 
 from adlib import metrics
 from adlib.features.embed import to_image_maps
@@ -74,9 +74,10 @@ def coreset_study(fitted: Fitted, data: Data, cfg: Mapping[str, Any], ratios: Se
     return pd.DataFrame(rows)
 
 
-def plot_coreset_study(table: pd.DataFrame) -> plt.Figure:
+def plot_coreset_study(table: pd.DataFrame) -> Figure:
     """AUROC against memory, and selection / scoring time against the ratio."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig = Figure(figsize=(11, 3.8))
+    (a, b) = fig.subplots(1, 2)
     a.plot(table["memory_mb"], table["image_auroc"], "o-", label="image AUROC")
     if table["pixel_auroc"].notna().any():
         a.plot(table["memory_mb"], table["pixel_auroc"], "s--", label="pixel AUROC")
@@ -135,7 +136,7 @@ def _norm(m: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def show_maps(data: Data, evals: Sequence[Any], indices: Sequence[int], *,
-              extra: Mapping[str, np.ndarray] | None = None) -> plt.Figure:
+              extra: Mapping[str, np.ndarray] | None = None) -> Figure:
     """Rows: test images; columns: image, ground truth, then each method's map.
 
     Maps are shown on each method's own scale (1st-99.9th percentile of its test maps), so
@@ -148,7 +149,8 @@ def show_maps(data: Data, evals: Sequence[Any], indices: Sequence[int], *,
         cols[name] = torch.nn.functional.interpolate(t, size=tuple(data.test.shape[-2:]), mode="bilinear",
                                                      align_corners=False)[:, 0].numpy()
     n_cols = 2 + len(cols)
-    fig, axes = plt.subplots(len(indices), n_cols, figsize=(2.2 * n_cols, 2.2 * len(indices)), squeeze=False)
+    fig = Figure(figsize=(2.2 * n_cols, 2.2 * len(indices)))
+    axes = fig.subplots(len(indices), n_cols, squeeze=False)
     for r, i in enumerate(indices):
         img = data.test[i].permute(1, 2, 0).numpy()
         axes[r, 0].imshow(img.squeeze(), cmap="gray" if img.shape[-1] == 1 else None)
@@ -165,7 +167,7 @@ def show_maps(data: Data, evals: Sequence[Any], indices: Sequence[int], *,
     return fig
 
 
-def show_failures(data: Data, ev: Any, k: int = 4) -> tuple[plt.Figure, pd.DataFrame]:
+def show_failures(data: Data, ev: Any, k: int = 4) -> tuple[Figure, pd.DataFrame]:
     """The ``k`` defective images scored lowest (misses) and the ``k`` normal ones scored highest.
 
     Returns the figure and a table of those images with their score and the honest image
@@ -185,7 +187,8 @@ def show_failures(data: Data, ev: Any, k: int = 4) -> tuple[plt.Figure, pd.DataF
                             for i in picked],
         "file": [os.path.basename(data.paths[i]) for i in picked],
     })
-    fig, axes = plt.subplots(2, len(picked), figsize=(2.2 * len(picked), 4.6), squeeze=False)
+    fig = Figure(figsize=(2.2 * len(picked), 4.6))
+    axes = fig.subplots(2, len(picked), squeeze=False)
     for c, i in enumerate(picked):
         img = data.test[i].permute(1, 2, 0).numpy().squeeze()
         axes[0, c].imshow(img, cmap="gray" if img.ndim == 2 else None)
@@ -201,7 +204,7 @@ def show_failures(data: Data, ev: Any, k: int = 4) -> tuple[plt.Figure, pd.DataF
     return fig, table
 
 
-def feature_pca(sp: Any, data: Data, indices: Sequence[int], cfg: Mapping[str, Any]) -> plt.Figure:
+def feature_pca(sp: Any, data: Data, indices: Sequence[int], cfg: Mapping[str, Any]) -> Figure:
     """Images beside the first three principal components of their patch embeddings, as RGB.
 
     The components are fitted on the training images' patches, so colours mean the same in every
@@ -211,7 +214,8 @@ def feature_pca(sp: Any, data: Data, indices: Sequence[int], cfg: Mapping[str, A
     flat = train.permute(0, 2, 3, 1).reshape(-1, train.shape[1])
     mean = flat.mean(0)
     _, _, v = torch.pca_lowrank(flat - mean, q=3, center=False)
-    fig, axes = plt.subplots(2, len(indices), figsize=(2.6 * len(indices), 5.2), squeeze=False)
+    fig = Figure(figsize=(2.6 * len(indices), 5.2))
+    axes = fig.subplots(2, len(indices), squeeze=False)
     test = embed(sp, data.test[list(indices)], cfg)
     comp = ((test.permute(0, 2, 3, 1) - mean) @ v).numpy()
     lo, hi = np.percentile(((flat - mean) @ v).numpy(), [1, 99], axis=0)
