@@ -97,3 +97,20 @@ def test_views_study_costs_and_failures(tmp_path: Path) -> None:
     assert len(table) == 4 and set(table["kind"]) == {"lowest-scored defective", "highest-scored normal"}
     assert V.metrics_table(evals).loc["patchcore", "image AUROC"] == pytest.approx(evals[0].metrics["image_auroc"], abs=1e-3)
     assert V.show_maps(data, evals, [0, 1]) is not None
+
+
+@pytest.mark.slow
+def test_without_masks_only_image_metrics(tmp_path: Path) -> None:
+    """A dataset without ground truth (the dev kit's bottle copy): image metrics, no crash."""
+    cfg = P.settings("smoke")
+    data = P.load(cfg, dataset="mvtec", data_root=None, category="bottle", seed=0, progress=False)
+    data.test_masks = None
+    fitted = [P.train(data, cfg, v, results_dir=tmp_path, run="s0-nomask", force=True, progress=False)
+              for v in P.VARIANTS]
+    evals = P.evaluate(fitted, data, cfg)
+    assert all(ev.metrics["pixel_auroc"] is None and ev.metrics["image_auroc"] is not None for ev in evals)
+    study = V.coreset_study(fitted[0], data, cfg, [0.1, 0.5], progress=False)
+    assert study["pixel_auroc"].isna().all() and V.plot_coreset_study(study) is not None
+    _, table = V.show_failures(data, evals[0], k=1)
+    assert table["defect area (%)"].isna().all()
+    assert V.show_maps(data, evals, [0]) is not None

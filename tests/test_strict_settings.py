@@ -85,6 +85,8 @@ REFUSALS = [
     ("04_fanogan_vs_autoencoder", {"EPOCHS": 0}, "EPOCHS"),
     ("04_fanogan_vs_autoencoder", {"IMAGE_SIZE": "big"}, "IMAGE_SIZE"),
     ("05_comparison", {"BASELINE_DATASETS": "mvtec"}, "BASELINE_DATASETS"),
+    ("06_feature_embeddings", {"CORESET_RATIO": 0}, "CORESET_RATIO"),
+    ("06_feature_embeddings", {"EPOCHS": 0}, "EPOCHS"),
 ]
 
 
