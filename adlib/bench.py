@@ -440,6 +440,16 @@ def write_results(record: dict[str, Any], md_path: str | os.PathLike) -> tuple[P
     return md, js
 
 
+def benchmarks_path(out: str | os.PathLike | None) -> Path:
+    """``out``, else ``docs/benchmarks.md`` at the repository top (``benchmarks.md`` outside one)."""
+    if out is not None:
+        return Path(out)
+    from adlib.config import repo_root
+
+    top = repo_root()
+    return (top / "docs" / "benchmarks.md") if top is not None else Path("benchmarks.md")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m adlib.bench [--quick] [--models ...] [--device ...] [--out ...]``;
     ``--patchcore [...]`` runs :mod:`adlib.bench_patchcore` with the other arguments instead."""
@@ -470,13 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            amp=not args.no_amp,
                            threads=args.threads)
     record["command"] = " ".join(["python -m adlib.bench", *(sys.argv[1:] if argv is None else argv)])
-    out = args.out
-    if out is None:
-        from adlib.config import repo_root
-
-        top = repo_root()
-        out = (top / "docs" / "benchmarks.md") if top is not None else Path("benchmarks.md")
-    md, js = write_results(record, out)
+    md, js = write_results(record, benchmarks_path(args.out))
     print(f"wrote {md} and {js}")
     return 0
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adlib.bench import BenchError, PeakMemory, _sync, machine_info
+from adlib.bench import BenchError, PeakMemory, _sync, benchmarks_path, machine_info
 
 __all__ = ["RATIOS", "BEGIN", "END", "COLUMNS", "run_patchcore_bench", "table_rows",
            "render_markdown", "write_results", "main"]
@@ -342,13 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  layers=args.layers, bank_limit=args.bank_limit, reps=args.reps,
                                  threads=args.threads)
     record["command"] = " ".join(["python -m adlib.bench_patchcore", *args_list])
-    out = args.out
-    if out is None:
-        from adlib.config import repo_root
-
-        top = repo_root()
-        out = (top / "docs" / "benchmarks.md") if top is not None else Path("benchmarks.md")
-    md, js = write_results(record, out)
+    md, js = write_results(record, benchmarks_path(args.out))
     print(f"wrote {md} and {js}")
     return 0
 
