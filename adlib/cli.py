@@ -6,6 +6,8 @@
     adlib data list [--verbose]
     adlib data fetch <name> [--root DIR] [--url URL] [--known-hash HASH] [--allow-unverified]
     adlib data synth <kind> [--category NAME] [--size tiny|default] [--seed 0]
+    adlib weights list
+    adlib weights fetch <backbone> [--folder DIR] [--url URL]
 
 Only :mod:`argparse` is imported here; each command imports what it needs when it runs.
 """
@@ -75,8 +77,31 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_weights_list(args: argparse.Namespace) -> int:
+    from adlib.features.weights import WEIGHTS
+
+    for e in WEIGHTS.values():
+        where = f"package {e.package}" if e.package else e.url
+        print(f"{e.name:20s} {e.size_mb:6.1f} MB  sha256 {e.sha256[:16]}{'...' if len(e.sha256) > 16 else ''}  "
+              f"{e.licence}\n{'':20s} from {where}")
+    return 0
+
+
+def _cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from adlib.features.weights import WeightsError, weights_file
+
+    try:
+        path = weights_file(args.name, download=True, folder=args.folder, url=args.url,
+                            progress=not args.no_progress)
+    except WeightsError as exc:
+        print(f"adlib weights fetch: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``adlib`` argument parser (sub-commands ``report`` and ``data``)."""
+    """The ``adlib`` argument parser (sub-commands ``report``, ``data`` and ``weights``)."""
     from adlib import report
 
     parser = argparse.ArgumentParser(prog="adlib", description="adlib course tools")
@@ -108,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", default="default", help="tiny (tests) or default (CPU profile)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=_cmd_data_synth)
+
+    weights = commands.add_parser("weights", help="pretrained backbone weights (chapter 06)")
+    weight_commands = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    wlist = weight_commands.add_parser("list", help="the backbones, where their weights come from")
+    wlist.set_defaults(func=_cmd_weights_list)
+    wget = weight_commands.add_parser("fetch", help="download (if needed) and verify a backbone's weights")
+    wget.add_argument("name", help="backbone (see `adlib weights list`)")
+    wget.add_argument("--folder", default=None, help="where downloads go (default: $ADLIB_DATA/weights)")
+    wget.add_argument("--url", default=None, help="download from this URL instead (mirror)")
+    wget.add_argument("--no-progress", action="store_true", help="no progress bar")
+    wget.set_defaults(func=_cmd_weights_fetch)
     return parser
 
 

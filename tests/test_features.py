@@ -211,3 +211,21 @@ def test_border_pad_removes_the_zero_padding_edge(lite0: torch.nn.Module) -> Non
         centre = f[0, :, 6, 6]
         spread[pad] = float((f[0] - centre[:, None, None]).norm(dim=0).max())
     assert spread[32] < 0.2 * spread[0], spread
+
+
+def test_cli_fetches_and_lists_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server,
+                                       capsys: pytest.CaptureFixture) -> None:
+    from adlib import cli
+
+    content = b"fetched through the command line"
+    (server.folder / "w.pth").write_bytes(content)
+    entry = _fake_entry(content, monkeypatch)
+    assert cli.main(["weights", "fetch", "wide_resnet50_2", "--folder", str(tmp_path), "--url",
+                     server.url("w.pth"), "--no-progress"]) == 0
+    assert (tmp_path / entry.filename).read_bytes() == content
+    assert cli.main(["weights", "list"]) == 0
+    assert "efficientnet_lite0" in capsys.readouterr().out
+    (server.folder / "w.pth").write_bytes(b"tampered")
+    (tmp_path / entry.filename).unlink()
+    assert cli.main(["weights", "fetch", "wide_resnet50_2", "--folder", str(tmp_path), "--url",
+                     server.url("w.pth"), "--no-progress"]) == 1
