@@ -114,3 +114,16 @@ def test_without_masks_only_image_metrics(tmp_path: Path) -> None:
     _, table = V.show_failures(data, evals[0], k=1)
     assert table["defect area (%)"].isna().all()
     assert V.show_maps(data, evals, [0]) is not None
+
+
+def test_an_unreadable_fit_is_refitted_with_a_warning(tmp_path: Path) -> None:
+    cfg = P.settings("smoke")
+    data = P.load(cfg, dataset="mvtec", data_root=None, category="bottle", seed=0, progress=False)
+    first = P.train(data, cfg, "padim", results_dir=tmp_path, run="s0-x", force=True, progress=False)
+    first.checkpoint.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="cannot be read"):
+        again = P.train(data, cfg, "padim", results_dir=tmp_path, run="s0-x", progress=False)
+    assert not again.reused and again.checkpoint.stat().st_size > 100
+    (ev,) = P.evaluate(again, data, cfg)
+    assert ev.pixel_threshold.source.startswith("normal-validation")
+    assert ev.pixel_threshold.value == pytest.approx(np.quantile(P.score(again, data.val, cfg).maps, 0.999))

@@ -19,6 +19,7 @@ are in :mod:`adlib.pipelines.feature_views`.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adlib import config, experiment
+from adlib import config, experiment, thresholds
 from adlib.checkpoints import save_checkpoint
 from adlib.config import SettingsError
 from adlib.data.torchdata import ImageDataset
@@ -342,7 +343,11 @@ def train(data: Data, cfg: dict[str, Any], variant: str, *, results_dir: str | P
     model = _new_model(variant, cfg, seed)
     path = experiment.checkpoint_path(results_dir, NOTEBOOK, variant, run)
     if path.exists() and not force:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - an unreadable file is refitted, not fatal
+            warnings.warn(f"{path} cannot be read ({exc}); fitting again and replacing it.", stacklevel=2)
+            state = {}
         if state.get("format") == FORMAT and state.get("channels") == sp.channels:
             _restore(model, state["model"])
             return Fitted(variant, method_name(variant, cfg), sp, model,
@@ -403,11 +408,14 @@ def evaluate(fitted: Fitted | Sequence[Fitted], data: Data, cfg: Mapping[str, An
     out = []
     for f in [fitted] if isinstance(fitted, Fitted) else list(fitted):
         val, test = score(f, data.val, cfg, device), score(f, data.test, cfg, device)
+        pixel = ({"quantile": thresholds.threshold_from_normal(val.maps, method="quantile",
+                                                               q=cfg["pixel_threshold_q"])}
+                 if data.test_masks is not None else None)
         ev = experiment.evaluate(
             f.method, scores=test.scores, labels=data.labels, defects=data.defects, paths=data.paths,
             val_scores=val.scores, image_q=cfg["image_threshold_q"], maps=test.maps,
             masks=data.test_masks, val_maps=val.maps if data.test_masks is not None else None,
-            pixel_thresholds=None, pixel_rule=None)
+            pixel_thresholds=pixel, pixel_rule="quantile" if pixel else None)
         fields = {k: getattr(ev, k) for k in ev.__dataclass_fields__}
         out.append(FeatureEvaluation(**fields, score_seconds=test.seconds))
     return out
