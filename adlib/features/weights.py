@@ -16,14 +16,13 @@ Nothing here touches the disk or the network at import time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from adlib.data.types import DownloadError
 
-__all__ = ["WeightsEntry", "WEIGHTS", "WeightsError", "weights_file", "weights_dir", "file_sha256"]
+__all__ = ["WeightsEntry", "WEIGHTS", "WeightsError", "weights_file", "weights_dir"]
 
 
 class WeightsError(DownloadError):
@@ -67,15 +66,6 @@ WEIGHTS: dict[str, WeightsEntry] = {
 }
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_dir() -> Path:
     """Where downloaded weights live: ``<data root>/weights`` (``$ADLIB_DATA`` or ``data/``)."""
     from adlib import config
@@ -90,7 +80,9 @@ def _entry(name: str) -> WeightsEntry:
 
 
 def _check(path: Path, entry: WeightsEntry, *, delete: bool) -> Path:
-    digest = file_sha256(path)
+    from adlib.data.download import _file_hash
+
+    digest = _file_hash(path)
     if not digest.startswith(entry.sha256):
         if delete:
             path.unlink(missing_ok=True)

@@ -22,7 +22,24 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["greedy_coreset", "nearest_distances", "PatchCore"]
+__all__ = ["greedy_coreset", "nearest_distances", "per_image_limit", "sample_positions", "PatchCore"]
+
+
+def per_image_limit(bank_limit: int | None, n_images: int) -> int | None:
+    """Positions each image may add to the bank so that ``n_images`` add about ``bank_limit``."""
+    return None if bank_limit is None else max(1, -(-int(bank_limit) // max(1, n_images)))
+
+
+def sample_positions(embeddings: torch.Tensor, per_image: int | None,
+                     gen: torch.Generator) -> torch.Tensor:
+    """Bank rows ``(M, D)`` of embeddings ``(N, D, h, w)``: every position, or ``per_image``
+    random positions of each image (the bank limit, applied the same way batch by batch)."""
+    n, d, h, w = embeddings.shape
+    flat = embeddings.permute(0, 2, 3, 1).reshape(n, h * w, d).float()
+    if per_image is not None and per_image < h * w:
+        idx = torch.stack([torch.randperm(h * w, generator=gen)[:per_image] for _ in range(n)])
+        flat = torch.gather(flat, 1, idx[..., None].expand(-1, -1, d))
+    return flat.reshape(-1, d).contiguous()
 
 
 def greedy_coreset(x: torch.Tensor, n: int, *, proj_dim: int | None = 128, seed: int = 0,
@@ -78,9 +95,10 @@ class PatchCore:
 
     Args:
         coreset_ratio: share of the bank kept (0 < r <= 1; 1 keeps every patch).
-        bank_limit: when the bank holds more patches than this, a random subset of this many
-            (seeded) enters the coreset selection, and ``coreset_ratio`` applies to it; this caps
-            the selection's cost on large images (None: no limit).
+        bank_limit: when the bank holds more patches than this, about this many random positions
+            (the same number from each image, seeded) enter the coreset selection, and
+            ``coreset_ratio`` applies to them; this caps the selection's cost on large images
+            (None: no limit).
         proj_dim: projection used only to select the coreset (None: none).
         reweight: the paper's image-score reweighting (eq. 7) with ``neighbours`` memory patches.
         neighbours: ``b`` of eq. 7.
@@ -103,12 +121,10 @@ class PatchCore:
 
     def fit(self, embeddings: torch.Tensor, *, progress: bool = False) -> PatchCore:
         """Build the memory bank from defect-free embeddings ``(N, D, h, w)`` and keep its coreset."""
-        full = embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1]).float()
-        if self.bank_limit is not None and full.shape[0] > self.bank_limit:
-            gen = torch.Generator().manual_seed(self.seed)
-            keep = torch.randperm(full.shape[0], generator=gen)[: self.bank_limit]
-            return self.fit_patches(full[keep], total=full.shape[0], progress=progress)
-        return self.fit_patches(full, progress=progress)
+        n, _, h, w = embeddings.shape
+        gen = torch.Generator().manual_seed(self.seed)
+        rows = sample_positions(embeddings, per_image_limit(self.bank_limit, n), gen)
+        return self.fit_patches(rows, total=n * h * w, progress=progress)
 
     def fit_patches(self, patches: torch.Tensor, *, total: int | None = None,
                     progress: bool = False) -> PatchCore:

@@ -36,7 +36,7 @@ from adlib.data.types import Split
 from adlib.features.backbones import BACKBONES, LAYERS, FeatureExtractor
 from adlib.features.embed import embed_images, to_image_maps
 from adlib.models.padim import Padim, random_channels
-from adlib.models.patchcore import PatchCore
+from adlib.models.patchcore import PatchCore, per_image_limit, sample_positions
 
 NOTEBOOK = "06_feature_embeddings"
 VARIANTS: tuple[str, ...] = ("patchcore", "padim")
@@ -218,7 +218,7 @@ def load(cfg: dict[str, Any], *, dataset: str = "mvtec", data_root: str | Path |
 def _load_rsdd(cfg: dict[str, Any], data_root: Any, seed: int, progress: bool) -> Data:
     """RSDDs holds no defect-free strips: notebook 02's patch protocol (square patches of the
     working size; defect-free patches of training strips, validation from held-out strips)."""
-    from adlib.pipelines.unet_dagm_rsdd import _load_rsdd as patches
+    from adlib.pipelines.unet_dagm_rsdd import load_rsdd_patches as patches
 
     size = working_size(cfg, "rsdd")
     d = patches({"synthetic_size": cfg["synthetic_size"], "rsdd_patch": (size, size), "rsdd_stride": None,
@@ -278,18 +278,12 @@ def bank_patches(sp: FeatureSpec, images: torch.Tensor, cfg: Mapping[str, Any], 
     the full bank never has to fit in memory at once.
     """
     gen = torch.Generator().manual_seed(seed)
-    limit = cfg["bank_limit"]
-    per_image = None if limit is None else max(1, -(-int(limit) // len(images)))
+    per_image = per_image_limit(cfg["bank_limit"], len(images))
     rows, total = [], 0
     for batch in torch.split(images, int(cfg["batch_size"])):
         emb = embed(sp, batch, cfg, device)
-        b, d, h, w = emb.shape
-        flat = emb.permute(0, 2, 3, 1).reshape(b, h * w, d)
-        total += b * h * w
-        if per_image is not None and per_image < h * w:
-            idx = torch.stack([torch.randperm(h * w, generator=gen)[:per_image] for _ in range(b)])
-            flat = torch.gather(flat, 1, idx[..., None].expand(-1, -1, d))
-        rows.append(flat.reshape(-1, d).contiguous())
+        total += emb.shape[0] * emb.shape[2] * emb.shape[3]
+        rows.append(sample_positions(emb, per_image, gen))
     return torch.cat(rows), total
 
 

@@ -97,6 +97,10 @@ def plot_coreset_study(table: pd.DataFrame) -> Figure:
     return fig
 
 
+def _interval(ci: Sequence[float] | None, decimals: int) -> str:
+    return f"[{ci[0]:.{decimals}f}, {ci[1]:.{decimals}f}]" if ci else ""
+
+
 def metrics_table(evals: Sequence[Any], decimals: int = 3) -> pd.DataFrame:
     """Image / pixel metrics of each evaluation, with the 95 % bootstrap interval of image AUROC."""
     rows = []
@@ -105,7 +109,7 @@ def metrics_table(evals: Sequence[Any], decimals: int = 3) -> pd.DataFrame:
         ci = (getattr(ev, "ci95", {}) or {}).get("image_auroc")
         rows.append({
             "method": ev.method, "image AUROC": m.get("image_auroc"),
-            "95% interval": f"[{ci[0]:.{decimals}f}, {ci[1]:.{decimals}f}]" if ci else "",
+            "95% interval": _interval(ci, decimals),
             "image AUPR": m.get("image_aupr"), "pixel AUROC": m.get("pixel_auroc"),
             "AUPRO": m.get("aupro"), "pixel F1 (honest)": m.get("pixel_f1"),
             "pixel F1 (ORACLE)": ev.oracle_pixel_f1, "image F1 (honest)": ev.image_f1,
@@ -272,7 +276,7 @@ def results_overview(paths: Sequence[Any], decimals: int = 3) -> pd.DataFrame:
         ci = (r.get("ci95") or {}).get("image_auroc")
         rows.append({"dataset": r["dataset"], "category": r["category"], "method": r["method"],
                      "image AUROC": r["image_auroc"],
-                     "95% interval": f"[{ci[0]:.{decimals}f}, {ci[1]:.{decimals}f}]" if ci else "",
+                     "95% interval": _interval(ci, decimals),
                      "pixel AUROC": r["pixel_auroc"], "AUPRO": r["aupro"], "pixel F1": r["pixel_f1"],
                      "fit s": r["train_seconds"]})
     return pd.DataFrame(rows).round(decimals)

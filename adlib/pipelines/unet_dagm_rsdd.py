@@ -233,7 +233,10 @@ def _load_dagm(cfg: dict, data_root: Any, category: str, seed: int, progress: bo
     return data
 
 
-def _load_rsdd(cfg: dict, data_root: Any, seed: int, progress: bool) -> Data:
+def load_rsdd_patches(cfg: dict, data_root: Any, seed: int, progress: bool) -> Data:
+    """RSDDs as seed 002's patches (``cfg``: ``synthetic_size``, ``rsdd_patch``, ``rsdd_stride``,
+    ``val_fraction``, ``max_train``): defect-free training patches, validation from held-out strips
+    (notebook 06 uses it too)."""
     from adlib.data.rsdd import rsdd_patches
 
     loaded = experiment.load_split("rsdd", data_root, synthetic_size=cfg["synthetic_size"],
@@ -294,7 +297,7 @@ def load(cfg: dict, *, data_root: Any = None, dataset: str = "dagm", category: s
     if dataset == "dagm":
         return _load_dagm(cfg, data_root, category, seed, progress)
     if dataset == "rsdd":
-        return _load_rsdd(cfg, data_root, seed, progress)
+        return load_rsdd_patches(cfg, data_root, seed, progress)
     raise SettingsError(f"Unknown dataset {dataset!r}; choose from {list(DATASETS)}.")
 
 
