@@ -19,8 +19,10 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,3 +81,40 @@ def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
         row["holds"] = VERDICTS[c.holds]
         rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+# --------------------------------------------------------------------------- helpers for verdicts
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing (None, NaN or not a number)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+def greater(a: Any, b: Any) -> bool | None:
+    """``a > b`` for measured numbers; None (cannot be checked) when either is missing."""
+    x, y = number(a), number(b)
+    return None if x is None or y is None else x > y
+
+
+def all_of(*verdicts: bool | None) -> bool | None:
+    """True if every verdict holds, False if one fails, None if none fails but one is unknown."""
+    if any(v is False for v in verdicts):
+        return False
+    return None if any(v is None for v in verdicts) else True
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A measured number for the ``measured`` text (``"n/a"`` when missing)."""
+    x = number(value)
+    return "n/a" if x is None else f"{x:.{digits}g}"
+
+
+def data_label(synthetic: bool, dataset: str, category: str | None = None) -> str:
+    """The ``data`` column: which data a claim was measured on, e.g. "synthetic MVTec hazelnut stand-in"."""
+    name = f"{dataset} {category}" if category else dataset
+    return f"synthetic {name} stand-in" if synthetic else f"real {name}"

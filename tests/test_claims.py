@@ -49,3 +49,19 @@ def test_claim_is_frozen_and_table_rejects_others() -> None:
         claim.holds = False  # type: ignore[misc]
     with pytest.raises(TypeError, match="Claim objects"):
         claims_table([{"claim": "x"}])  # type: ignore[list-item]
+
+
+def test_verdict_helpers_treat_missing_numbers_as_unchecked() -> None:
+    from adlib.claims import all_of, data_label, fmt, greater, number
+
+    assert greater(0.7, 0.6) is True
+    assert greater(np.float32(0.5), 0.6) is False
+    assert greater(None, 0.6) is None
+    assert greater(float("nan"), 0.6) is None
+    assert number("x") is None and number(np.int64(3)) == 3.0
+    assert all_of(True, True) is True
+    assert all_of(True, None) is None
+    assert all_of(None, False) is False
+    assert fmt(None) == "n/a" and fmt(0.12345) == "0.123"
+    assert data_label(True, "MVTec", "hazelnut") == "synthetic MVTec hazelnut stand-in"
+    assert data_label(False, "DAGM", "Class8") == "real DAGM Class8"
