@@ -317,3 +317,83 @@ def latent_figure(evals: dict[int, Evaluation], idx: Sequence[int]):
         panels += [evals[z].recon[i] for z in sizes]
     return viz.image_grid(np.stack(panels), nrow=len(sizes) + 1, value_range=(0, 1),
                           title="input | latent " + " | ".join(map(str, sizes)))
+
+
+# --------------------------------------------------------------------------- seed claims
+
+
+def seed_claims(data: Data, ev_l2: Evaluation, ev_ssim: Evaluation | None = None,
+                latent_table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Seed 000's claims checked on this run's numbers (:mod:`adlib.claims`).
+
+    Every verdict is computed from ``ev_l2`` (and ``ev_ssim``, the :func:`latent_study` table);
+    claims that need what this run lacks (masks, two latent sizes) are "not checked".
+    """
+    from adlib.claims import Claim, all_of, claims_table, data_label, fmt, greater
+
+    where = data_label(data.synthetic, "MVTec", data.split.category)
+    src = "seed 000 (000_4d23ec7d7e6ff091.txt)"
+    err = ((ev_l2.x - ev_l2.recon) ** 2).mean(axis=(1, 2, 3))
+    good, bad = err[ev_l2.labels == 0], err[ev_l2.labels == 1]
+    claims = [Claim(
+        "defective images are reconstructed worse than defect-free ones (high reconstruction error)",
+        f"{src}, 4.2 Methodology",
+        f"mean image MSE (L2 model) defective {fmt(bad.mean() if len(bad) else None, 4)} vs good "
+        f"{fmt(good.mean() if len(good) else None, 4)}; image AUROC {fmt(ev_l2.metrics['image_auroc'])}",
+        greater(bad.mean() if len(bad) else None, good.mean() if len(good) else None), where)]
+
+    if ev_l2.masks is not None:
+        at = threshold_study(ev_l2)["at_taus"].set_index("tau")
+        lo, mid, hi = SEED_TAUS
+        p, r, f = (at[c].astype(float) for c in ("precision", "recall", "f1"))
+        claims += [
+            Claim("tau too high (0.7) misses defective pixels: recall and F1 fall",
+                  f"{src}, 5.1 Effect of Threshold (Figs. 13-14)",
+                  f"L2 model, tau {hi} vs {mid} (RMS scale): recall {fmt(r[hi])} vs {fmt(r[mid])}, "
+                  f"F1 {fmt(f[hi])} vs {fmt(f[mid])}",
+                  all_of(greater(r[mid], r[hi]), greater(f[mid], f[hi])), where),
+            Claim("tau too low (0.1) marks defect-free pixels: precision and F1 fall",
+                  f"{src}, 5.1 Effect of Threshold (Figs. 13-14)",
+                  f"L2 model, tau {lo} vs {mid}: precision {fmt(p[lo])} vs {fmt(p[mid])}, "
+                  f"F1 {fmt(f[lo])} vs {fmt(f[mid])}; share of pixels predicted at tau {lo}: "
+                  f"{fmt(at.loc[lo, 'predicted_pixel_share'])}",
+                  all_of(greater(p[mid], p[lo]), greater(f[mid], f[lo])), where),
+        ]
+    else:
+        claims.append(Claim("tau too high misses defective pixels, too low marks defect-free ones",
+                            f"{src}, 5.1 Effect of Threshold", "not measurable: no ground-truth masks",
+                            None, where))
+
+    if latent_table is not None and len(latent_table) >= 2:
+        t = latent_table.sort_index()
+        small, large = t.index[0], t.index[-1]
+        g = t["test_mse_good"]
+        gap = t["test_mse_defective"] - g
+        claims += [
+            Claim("too small a latent code cannot represent normal detail (normal images reconstructed worse)",
+                  f"{src}, 5.2 Effect of Latent Space size",
+                  f"good test images' MSE {fmt(g[small], 4)} at latent {small} vs {fmt(g[large], 4)} at {large}",
+                  greater(g[small], g[large]), where),
+            Claim("too large a latent code copies the input, defects included (defective-minus-good MSE shrinks)",
+                  f"{src}, 5.2 Effect of Latent Space size",
+                  f"defective minus good MSE {fmt(gap[small], 4)} at latent {small} vs {fmt(gap[large], 4)} "
+                  f"at {large}", greater(gap[small], gap[large]), where),
+        ]
+    else:
+        claims.append(Claim("the latent size trades missing detail against copying defects",
+                            f"{src}, 5.2 Effect of Latent Space size",
+                            "not measurable: the latent study ran fewer than two sizes", None, where))
+
+    if ev_ssim is not None:
+        m2, ms = ev_l2.metrics, ev_ssim.metrics
+        claims += [
+            Claim("the L2 autoencoder beats AE(SSIM) in pixel F1", f"{src}, 6 Conclusions (table)",
+                  f"pixel F1 at the validation threshold: L2 {fmt(m2['pixel_f1'])} vs SSIM {fmt(ms['pixel_f1'])}"
+                  if ev_l2.masks is not None else "not measurable: no ground-truth masks",
+                  greater(m2["pixel_f1"], ms["pixel_f1"]), where),
+            Claim("AE(SSIM) has high precision but low recall", f"{src}, 6 Conclusions (table: P 1.0, R 0.08)",
+                  f"SSIM model pixel precision {fmt(ms['pixel_precision'])} vs recall {fmt(ms['pixel_recall'])}"
+                  if ev_ssim.masks is not None else "not measurable: no ground-truth masks",
+                  greater(ms["pixel_precision"], ms["pixel_recall"]), where),
+        ]
+    return claims_table(claims)
