@@ -8,6 +8,8 @@
     adlib data synth <kind> [--category NAME] [--size tiny|default] [--seed 0]
     adlib weights list
     adlib weights fetch <backbone> [--folder DIR] [--url URL]
+    adlib score --model BUNDLE --images DIR --out OUT [--backend torch|onnx] [--skip-bad]
+    adlib export --model BUNDLE --out model.onnx
 
 Only :mod:`argparse` is imported here; each command imports what it needs when it runs.
 """
@@ -100,9 +102,28 @@ def _cmd_weights_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from adlib import score_cli
+
+    return score_cli.run_from_args(args)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from adlib.bundle import BundleError
+    from adlib.export import export_onnx
+
+    try:
+        path, report = export_onnx(args.model, args.out)
+    except (BundleError, ImportError, RuntimeError) as exc:
+        print(f"adlib export: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}: largest difference to the eager network {report['max_abs_diff']:.2e}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``adlib`` argument parser (sub-commands ``report``, ``data`` and ``weights``)."""
-    from adlib import report
+    """The ``adlib`` argument parser (sub-commands ``report``, ``data``, ``weights``, ``score``, ``export``)."""
+    from adlib import report, score_cli
 
     parser = argparse.ArgumentParser(prog="adlib", description="adlib course tools")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -144,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     wget.add_argument("--url", default=None, help="download from this URL instead (mirror)")
     wget.add_argument("--no-progress", action="store_true", help="no progress bar")
     wget.set_defaults(func=_cmd_weights_fetch)
+
+    score = commands.add_parser("score", help="score a folder of images with a trained model bundle")
+    score_cli.add_arguments(score)
+    score.set_defaults(func=_cmd_score)
+    export = commands.add_parser("export", help="export a model bundle's network to ONNX (checked for parity)")
+    export.add_argument("--model", required=True, help="a model bundle (<results name>.model.pt)")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.set_defaults(func=_cmd_export)
     return parser
 
 

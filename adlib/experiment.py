@@ -437,20 +437,29 @@ def save(
     run: str,
     train_seconds: float | None,
     params: Mapping[str, Any],
+    bundle: Any = None,
 ) -> Path:
     """Write ``<results_dir>/<notebook>/<method>-<dataset>-<category>-<run>.json`` + scores CSV.
 
     The honest and ORACLE thresholds of ``ev`` go into ``params`` beside the pipeline's own; its
-    bootstrap intervals (if any) into ``ci95`` with their description in ``bootstrap``.
+    bootstrap intervals (if any) into ``ci95`` with their description in ``bootstrap``. A
+    :class:`adlib.bundle.Bundle` is written first, beside the JSON (``<same name>.model.pt``), and
+    the JSON records it as ``model_bundle``.
     """
     ci = dict(ev.ci95)
     if "image_f1" in ci:  # at the final image threshold: a pipeline may replace it after evaluate()
         ci["image_f1"] = boot.image_ci(ev.scores, ev.labels, threshold=ev.image_threshold.value,
                                        n_boot=ev.bootstrap["n"], seed=ev.bootstrap["seed"])["image_f1"]
+    bundle_name = None
+    if bundle is not None:
+        from adlib.bundle import SUFFIX, save_bundle
+
+        bundle_name = results.results_name(ev.method, split.dataset, split.category, run, SUFFIX)
+        save_bundle(bundle, Path(results_dir) / notebook / bundle_name)
     return results.save_results(
         results_dir, notebook=notebook, method=ev.method, dataset=split.dataset,
         category=split.category, synthetic=synthetic, profile=profile, seed=seed,
         metrics=ev.metrics, scores=ev.scores_frame(), threshold=ev.pixel_threshold,
         train_seconds=train_seconds, params={**dict(params), **ev.threshold_params()}, run_id=run,
-        ci95=ci or None, bootstrap=ev.bootstrap or None,
+        ci95=ci or None, bootstrap=ev.bootstrap or None, model_bundle=bundle_name,
     )

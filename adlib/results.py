@@ -274,6 +274,7 @@ def save_results(
     run_id: str,
     created: str | None = None,
     ci95: Mapping[str, Any] | None = None, bootstrap: Mapping[str, Any] | None = None,
+    model_bundle: str | None = None,
 ) -> Path:
     """Validate, then write the results JSON and its scores CSV (GUIDE section 2).
 
@@ -298,6 +299,7 @@ def save_results(
         created: ISO 8601 UTC time of the run (default: now).
         ci95, bootstrap: optional 95 % intervals ``{metric: (lo, hi) | None}`` and their description
             (:func:`adlib.bootstrap.evaluation_intervals`); both or neither.
+        model_bundle: file name of the model bundle beside the JSON (:mod:`adlib.bundle`).
 
     Returns:
         Path of the JSON file.
@@ -326,6 +328,7 @@ def save_results(
         "run_id": run_id, "adlib_version": version_string(),
         "created": created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **({"ci95": ci95, "bootstrap": bootstrap} if ci95 is not None or bootstrap is not None else {}),
+        **({"model_bundle": model_bundle} if model_bundle is not None else {}),
     }
     if run_id is None:
         raise ResultsError(f"{where}: run_id is required (adlib.experiment.run_id(seed, settings)).")

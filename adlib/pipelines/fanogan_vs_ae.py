@@ -33,6 +33,7 @@ from adlib.data.torchdata import ImageDataset, RandomAugment, make_loader
 from adlib.data.types import Split
 from adlib.models import fanogan
 from adlib.models.ae256 import ConvAutoencoder
+from adlib.scoring.gan import notebook04_bundle
 
 NOTEBOOK = "04_fanogan_vs_autoencoder"
 DATASET = "mvtec"
@@ -493,8 +494,8 @@ def params(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
 
 def save(evals: Sequence[experiment.Evaluation], trained: Trained, data: Data, cfg: dict[str, Any], *,
          results_dir: str | Path, profile: str, seed: int, run: str) -> list[Path]:
-    """One results file (and scores CSV) per evaluation, through :func:`adlib.experiment.save`."""
-    return [experiment.save(ev, results_dir=results_dir, notebook=NOTEBOOK, split=data.split,
-                            synthetic=data.synthetic, profile=profile, seed=seed, run=run,
-                            train_seconds=trained.train_seconds, params=params(cfg, trained.variant))
+    """One results file (scores CSV, model bundle) per evaluation, via :func:`adlib.experiment.save`."""
+    return [experiment.save(ev, results_dir=results_dir, notebook=NOTEBOOK, split=data.split, synthetic=data.synthetic,
+                            profile=profile, seed=seed, run=run, train_seconds=trained.train_seconds,
+                            params=params(cfg, trained.variant), bundle=notebook04_bundle(ev, trained, data, cfg, run))
             for ev in evals]

@@ -417,7 +417,9 @@ def evaluate(fitted: Fitted | Sequence[Fitted], data: Data, cfg: Mapping[str, An
 
 def save(evals: Sequence[experiment.Evaluation], fitted: Fitted | Sequence[Fitted], data: Data,
          cfg: Mapping[str, Any], *, results_dir: str | Path, profile: str, seed: int, run: str) -> list[Path]:
-    """One results file (+ scores CSV) per evaluation, through :func:`adlib.experiment.save`."""
+    """One results file (+ scores CSV, model bundle) per evaluation, through :func:`adlib.experiment.save`."""
+    from adlib.scoring.features import feature_bundle
+
     by_method = {f.method: f for f in ([fitted] if isinstance(fitted, Fitted) else fitted)}
     paths = []
     for ev in evals:
@@ -433,7 +435,8 @@ def save(evals: Sequence[experiment.Evaluation], fitted: Fitted | Sequence[Fitte
         }
         paths.append(experiment.save(ev, results_dir=results_dir, notebook=NOTEBOOK, split=data.split,
                                      synthetic=data.synthetic, profile=profile, seed=seed, run=run,
-                                     train_seconds=f.train_seconds, params=params))
+                                     train_seconds=f.train_seconds, params=params,
+                                     bundle=feature_bundle(ev, f, data, cfg, run)))
     return paths
 
 

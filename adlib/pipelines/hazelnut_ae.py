@@ -491,10 +491,12 @@ def save(
     results_dir: str | Path, profile: str, seed: int, run: str,
 ) -> list[Path]:
     """Write ``<results_dir>/01_hazelnut_autoencoder/<method>-mvtec-<category>-<run>.json`` and
-    its scores CSV for each evaluation, through :func:`adlib.experiment.save`."""
+    its scores CSV (and the model bundle) for each evaluation, through :func:`adlib.experiment.save`."""
+    from adlib.scoring.recon import conv_ae_bundle as _bundle
+
     return [
         experiment.save(ev, results_dir=results_dir, notebook=NOTEBOOK, split=data.split,
                         synthetic=data.synthetic, profile=profile, seed=seed, run=run,
-                        train_seconds=trained.train_seconds, params=params(cfg, trained, data))
-        for ev in evals
+                        train_seconds=trained.train_seconds, params=params(cfg, trained, data),
+                        bundle=_bundle(ev, trained, data, cfg, run)) for ev in evals
     ]

@@ -458,7 +458,9 @@ def _jsonable(value: Any) -> Any:
 
 def save(evals: list[Evaluation], trained: Trained, data: Data, cfg: dict, *, results_dir: Any,
          profile: str, seed: int, run: str) -> list[Path]:
-    """Write one results JSON + scores CSV per evaluation (:func:`adlib.experiment.save`)."""
+    """Write one results JSON + scores CSV + model bundle per evaluation (:func:`adlib.experiment.save`)."""
+    from adlib.scoring.recon import unet_bundle
+
     paths = []
     for ev in evals:
         params = {
@@ -473,5 +475,6 @@ def save(evals: list[Evaluation], trained: Trained, data: Data, cfg: dict, *, re
         paths.append(experiment.save(
             ev, results_dir=results_dir, notebook=NOTEBOOK, split=data.split,
             synthetic=data.synthetic, profile=profile, seed=seed, run=run,
-            train_seconds=trained.train_seconds, params=params))
+            train_seconds=trained.train_seconds, params=params,
+            bundle=unet_bundle(ev, trained, data, cfg, run)))
     return paths

@@ -1,0 +1,158 @@
+"""``adlib score`` reproduces each notebook's scores CSV from its model bundle (every family).
+
+Each family is trained in the smoke settings on its tiny synthetic stand-in, saved through its
+pipeline's ``save()`` (which writes the bundle), then the CLI scores the test folder and its
+``scores.csv`` is compared row by row with the notebook's ``.scores.csv``: within 1e-4, relative to
+the score where it exceeds 1 (PaDiM's Mahalanobis scores are in the hundreds, where float32 itself
+resolves only ~6e-5, and the CLI batches images differently from the notebook).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from adlib import cli
+from adlib.bundle import BundleError, load_bundle
+
+TOL = 1e-4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _cli_scores(json_path: Path, images: Path, out: Path, *extra: str) -> pd.DataFrame:
+    rec = json.loads(json_path.read_text())
+    bundle = json_path.parent / rec["model_bundle"]
+    assert bundle.is_file() and rec["model_bundle"].endswith(".model.pt")
+    rc = cli.main(["score", "--model", str(bundle), "--images", str(images), "--out", str(out),
+                   "--no-progress", *extra])
+    assert rc == 0
+    df = pd.read_csv(out / "scores.csv")
+    df["key"] = [str((images / p).resolve()) for p in df.path]
+    return df
+
+
+def assert_parity(json_path: Path, images: Path, out: Path, *extra: str) -> pd.DataFrame:
+    """The CLI's score of every test image equals the notebook's within :data:`TOL`."""
+    nb = pd.read_csv(json_path.with_name(json_path.name[:-5] + ".scores.csv"))
+    nb["key"] = [str(Path(p).resolve()) for p in nb.path]
+    cli_df = _cli_scores(json_path, images, out, *extra)
+    both = nb.merge(cli_df, on="key", suffixes=("_nb", "_cli"))
+    assert len(both) == len(nb) == len(cli_df), (len(nb), len(cli_df), len(both))
+    diff = ((both.score_nb - both.score_cli).abs() / both.score_nb.abs().clip(lower=1.0)).max()
+    assert diff <= TOL, f"{json_path.name}: largest (relative) score difference {diff:.3g}"
+    t = load_bundle(json_path.parent / json.loads(json_path.read_text())["model_bundle"]).image_threshold
+    assert (both.anomalous == (both.score_cli > t).astype(int)).all()
+    return both
+
+
+def test_conv_ae_parity_and_outputs(tmp_path: Path) -> None:
+    from adlib.pipelines import hazelnut_ae as P
+
+    cfg = P.settings("smoke", {"image_size": 32})
+    data = P.load(cfg, data_root=None, seed=0, progress=False)
+    run = "s0-0c0c0c"
+    paths = []
+    for variant in ("l2", "ssim"):
+        tr = P.train(data, cfg, variant, results_dir=tmp_path, run=run, force=True, progress=False)
+        paths += P.save(P.evaluate(tr, data, cfg), tr, data, cfg, results_dir=tmp_path, profile="smoke",
+                        seed=0, run=run)
+    test_root = Path(data.split.test[0].path).parents[1]
+    for i, p in enumerate(paths):
+        assert_parity(p, test_root, tmp_path / f"out{i}")
+    out = tmp_path / "out0"
+    html = (out / "index.html").read_text()
+    heat = sorted((out / "heatmaps").glob("*.png"))
+    assert len(heat) == len(data.split.test)  # stems repeat across defect folders: names made unique
+    assert html.count("<figure") == len(heat) and "image threshold" in html
+    b = load_bundle(paths[0].parent / json.loads(paths[0].read_text())["model_bundle"])
+    assert b.thresholds["image"]["source"].startswith("normal-validation")
+    assert b.thresholds["pixel"]["source"].startswith("normal-validation")
+
+
+def test_unet_parity_dagm(tmp_path: Path) -> None:
+    from adlib.pipelines import unet_dagm_rsdd as P
+
+    cfg = P.settings("smoke")
+    data = P.load(cfg, data_root=None, dataset="dagm", seed=0, progress=False)
+    run = "s0-0d0d0d"
+    tr = P.train(data, cfg, "unet-ae", results_dir=tmp_path, run=run, force=True, progress=False)
+    (p,) = P.save(P.evaluate(tr, data, cfg, progress=False), tr, data, cfg, results_dir=tmp_path,
+                  profile="smoke", seed=0, run=run)
+    assert_parity(p, Path(data.test_paths[0]).parent, tmp_path / "out")
+
+
+def test_fanogan_and_ae256_parity(tmp_path: Path) -> None:
+    from adlib.pipelines import fanogan_vs_ae as P
+
+    cfg = P.settings("smoke")
+    data = P.load(cfg, data_root=None, category="bottle", seed=0, progress=False)
+    run = "s0-0e0e0e"
+    for variant in (P.AE_METHOD, P.GAN_METHOD):
+        tr = P.train(data, cfg, variant, results_dir=tmp_path, run=run, force=True, progress=False)
+        (p,) = P.save(P.evaluate(tr, data, cfg), tr, data, cfg, results_dir=tmp_path, profile="smoke",
+                      seed=0, run=run)
+        assert_parity(p, Path(data.split.test[0].path).parents[1], tmp_path / f"out-{variant}")
+
+
+def test_feature_parity(tmp_path: Path) -> None:
+    from adlib.pipelines import feature_embed as P
+
+    cfg = P.settings("smoke")
+    data = P.load(cfg, dataset="mvtec", category="bottle", seed=0, progress=False)
+    run = "s0-0f0f0f"
+    fitted = [P.train(data, cfg, v, results_dir=tmp_path, run=run, progress=False) for v in P.VARIANTS]
+    paths = P.save(P.evaluate(fitted, data, cfg), fitted, data, cfg, results_dir=tmp_path, profile="smoke",
+                   seed=0, run=run)
+    assert len(paths) == 2
+    for i, p in enumerate(paths):
+        assert_parity(p, Path(data.paths[0]).parents[1], tmp_path / f"out{i}", "--no-heatmaps")
+
+
+def test_bad_images_are_named_or_skipped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from adlib.pipelines import hazelnut_ae as P
+
+    cfg = P.settings("smoke", {"image_size": 32})
+    data = P.load(cfg, data_root=None, seed=0, progress=False)
+    run = "s0-0a0a0a"
+    tr = P.train(data, cfg, "l2", results_dir=tmp_path, run=run, force=True, progress=False)
+    (p,) = P.save(P.evaluate(tr, data, cfg), tr, data, cfg, results_dir=tmp_path, profile="smoke", seed=0, run=run)
+    bundle = str(p.parent / json.loads(p.read_text())["model_bundle"])
+    images = tmp_path / "mine" / "sub"
+    images.mkdir(parents=True)
+    (images / "broken.png").write_bytes(b"not a png")
+    (images / "ok.png").write_bytes(Path(data.split.test[0].path).read_bytes())
+    args = ["score", "--model", bundle, "--images", str(images.parent), "--no-progress"]
+    assert cli.main([*args, "--out", str(tmp_path / "o1")]) == 1
+    assert "broken.png" in capsys.readouterr().err
+    assert cli.main([*args, "--out", str(tmp_path / "o2"), "--skip-bad"]) == 0
+    df = pd.read_csv(tmp_path / "o2" / "scores.csv")
+    assert df.path.tolist() == ["sub/ok.png"]
+    assert "broken.png" in (tmp_path / "o2" / "index.html").read_text()
+
+
+def test_bundle_refuses_other_versions_and_files(tmp_path: Path) -> None:
+    from adlib import bundle as B
+
+    b = B.Bundle("conv-ae", "m", {}, {"size": [8, 8], "channels": 1}, {}, {"image": {"value": 1.0, "source": "x"}})
+    path = B.save_bundle(b, tmp_path / "a.model.pt")
+    assert load_bundle(path).family == "conv-ae"
+    raw = torch.load(path, weights_only=True)
+    for change, words in (({"format_version": B.FORMAT_VERSION + 1}, "format"),
+                          ({"meta": {**raw["meta"], "adlib_version": "9.0.0"}}, "major version"),
+                          ({"format": "other"}, "not an adlib model bundle")):
+        torch.save({**raw, **change}, tmp_path / "b.model.pt")
+        with pytest.raises(BundleError, match=words):
+            load_bundle(tmp_path / "b.model.pt")
+    with pytest.raises(BundleError, match="no such model bundle"):
+        load_bundle(tmp_path / "missing.model.pt")
+    (tmp_path / "c.model.pt").write_bytes(b"garbage")
+    with pytest.raises(BundleError, match="cannot be read"):
+        load_bundle(tmp_path / "c.model.pt")
