@@ -118,3 +118,11 @@ def data_label(synthetic: bool, dataset: str, category: str | None = None) -> st
     """The ``data`` column: which data a claim was measured on, e.g. "synthetic MVTec hazelnut stand-in"."""
     name = f"{dataset} {category}" if category else dataset
     return f"synthetic {name} stand-in" if synthetic else f"real {name}"
+
+
+def show(table: pd.DataFrame) -> None:
+    """Display a claims table in a notebook with every text in full (no ``...`` truncation)."""
+    from IPython.display import display
+
+    with pd.option_context("display.max_colwidth", None, "display.width", 250):
+        display(table)

@@ -65,3 +65,15 @@ def test_verdict_helpers_treat_missing_numbers_as_unchecked() -> None:
     assert fmt(None) == "n/a" and fmt(0.12345) == "0.123"
     assert data_label(True, "MVTec", "hazelnut") == "synthetic MVTec hazelnut stand-in"
     assert data_label(False, "DAGM", "Class8") == "real DAGM Class8"
+
+
+def test_show_displays_every_text_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython.display
+
+    from adlib import claims
+
+    seen = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: seen.append(obj.to_html()))
+    long = "a claim that is much longer than pandas' default column width of fifty characters"
+    claims.show(claims_table([_claim(True, long)]))
+    assert long in seen[0]

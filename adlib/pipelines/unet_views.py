@@ -161,3 +161,80 @@ def rule_table(ev: pipeline.Evaluation, data: pipeline.Data, cfg: dict,
                      "pixel_auroc": r.metrics["pixel_auroc"], "aupro": r.metrics["aupro"],
                      "oracle_pixel_f1": r.oracle_pixel_f1})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- seed claims
+
+
+def threshold_elasticity(ev: pipeline.Evaluation, step: float = 0.1) -> dict[str, float | None]:
+    """Pixel F1 at the honest pixel threshold tau and at ``tau * (1 -/+ step)``, and the largest
+    relative change of F1 (None without masks or without an F1 at tau)."""
+    if ev.masks is None or ev.pixel_threshold is None:
+        return {"f1": None, "f1_low": None, "f1_high": None, "change": None}
+    t = ev.pixel_threshold.value
+    f1 = metrics.prf_curve(ev.maps, ev.masks, [t * (1 - step), t, t * (1 + step)])["f1"].tolist()
+    low, mid, high = (None if v is None or v != v else float(v) for v in f1)
+    moved = [abs(v - mid) for v in (low, high) if v is not None and mid]
+    change = max(moved) / mid if moved else None
+    return {"f1": mid, "f1_low": low, "f1_high": high, "change": change}
+
+
+def seed_claims(runs: Runs, data: Mapping[str, pipeline.Data], main: str,
+                step: float = 0.1) -> pd.DataFrame:
+    """Seed 002's claims checked on this run's numbers (:mod:`adlib.claims`).
+
+    ``main`` is the seed's network (the variant the notebook looks at); the skip-connection
+    claim compares it with ``unet-ae-noskip`` when that variant ran. Claims that need a dataset
+    or variant this run did not train are "not checked".
+    """
+    from adlib.claims import Claim, claims_table, data_label, fmt, greater
+
+    src = "seed 002 (002_067488534679cec0.txt)"
+    where = {ds: data_label(d.synthetic, {"dagm": "DAGM", "rsdd": "RSDDs"}[ds], d.category)
+             for ds, d in data.items()}
+    ev = {ds: runs[ds, main][1] for ds in data if (ds, main) in runs}
+    claims = []
+    if {"dagm", "rsdd"} <= set(ev):
+        both = f"{where['dagm']}; {where['rsdd']}"
+        m = {ds: ev[ds].metrics for ds in ("dagm", "rsdd")}
+        claims += [
+            Claim("F1 is higher on DAGM class 8 than on RSDDs type I (Table 1: 0.96 vs 0.81)",
+                  f"{src}, 4 Results, Table 1",
+                  f"{main}, pixel F1 at the validation threshold: DAGM {fmt(m['dagm']['pixel_f1'])} vs "
+                  f"RSDDs {fmt(m['rsdd']['pixel_f1'])}", greater(m["dagm"]["pixel_f1"], m["rsdd"]["pixel_f1"]),
+                  both),
+            Claim("RSDDs results are noisier than DAGM's (more false-positive pixels)",
+                  f"{src}, 4 Results", f"{main}, pixel precision: DAGM {fmt(m['dagm']['pixel_precision'])} "
+                  f"vs RSDDs {fmt(m['rsdd']['pixel_precision'])}",
+                  greater(m["dagm"]["pixel_precision"], m["rsdd"]["pixel_precision"]), both),
+        ]
+    else:
+        claims.append(Claim("F1 is higher on DAGM class 8 than on RSDDs type I", f"{src}, 4 Results, Table 1",
+                            f"not measurable: this run has only {sorted(ev)}", None, "; ".join(where.values())))
+    for ds, e in ev.items():
+        el = threshold_elasticity(e, step)
+        claims.append(Claim(
+            "the segmentation is very sensitive to the threshold (minor changes, large variations)",
+            f"{src}, 4 Results and 5 Conclusion",
+            f"{main}: pixel F1 {fmt(el['f1'])} at the validation tau, {fmt(el['f1_low'])} / {fmt(el['f1_high'])} "
+            f"at tau -/+ {step:.0%}; largest relative change of F1 "
+            f"{'n/a (no F1 at tau)' if el['change'] is None else format(el['change'], '.0%')} "
+            f"(holds if above {step:.0%}: F1 moves more than tau)",
+            greater(el["change"], step), where[ds]))
+        claims.append(Claim(
+            "defect regions keep large residuals: the network does not reconstruct them",
+            f"{src}, 2 Method (hypothesis, Eq. 1)",
+            f"{main}: mean residual on defect pixels / on normal pixels = {fmt(e.residual_contrast)} "
+            "(holds if above 1)", greater(e.residual_contrast, 1.0), where[ds]))
+        other = runs.get((ds, "unet-ae-noskip"))
+        if other is not None and main != "unet-ae-noskip":
+            o = other[1]
+            claims.append(Claim(
+                "the skip connections (into x7-x9) do not copy the defects into the reconstruction",
+                f"{src}, 2 Method (skips) with its hypothesis",
+                f"residual contrast {main} {fmt(e.residual_contrast)} vs unet-ae-noskip {fmt(o.residual_contrast)}; "
+                f"pixel AUROC {fmt(e.metrics['pixel_auroc'])} vs {fmt(o.metrics['pixel_auroc'])} (holds if the "
+                "skip network's contrast is at least the no-skip one's)",
+                None if greater(o.residual_contrast, e.residual_contrast) is None
+                else not greater(o.residual_contrast, e.residual_contrast), where[ds]))
+    return claims_table(claims)
