@@ -1,4 +1,4 @@
-"""DAGM-2007-like stand-in (class 8 look: vertical streaky texture, thin scratch defects).
+"""DAGM-2007-like stand-in (class 8 look: leaning vertical streaks over fine grain, thin dark scratches).
 
 Layout written (exactly the DAGM 2007 one)::
 
@@ -9,6 +9,15 @@ Layout written (exactly the DAGM 2007 one)::
 
 Image ids are unique across Train and Test (as in a re-split of the original numbering).
 As in the original, the label ellipse is coarse: it covers the scratch and a margin around it.
+
+How the texture is built (from simple statistics of real class 8 images, looked at, not fitted):
+most of the variance sits in vertical streaks some pixels wide, part of them running the full
+height and part fading over a few tens of pixels, all leaning by the same one to two degrees;
+under them lies a fine, nearly isotropic grain of about the same energy per octave, so a small
+patch is not a clean vertical stripe (the real class is hard for patch statistics). Brightness
+and contrast vary only a little between images; what varies is where the streaks and grain lie.
+The scratches are thin, short, gently curved and mostly dark, about as deep as the texture's
+own darkest specks, so they stand out by shape rather than by grey level.
 """
 
 from __future__ import annotations
@@ -21,7 +30,43 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import defects as D
-from .textures import smooth_noise, texture_crop, to_uint8
+from .textures import smooth_noise, streaks, texture_crop, to_uint8
+
+# Weights of the texture's parts (grey levels in [0, 1]); each part has unit variance.
+_WEIGHTS = {"full": 0.08, "long": 0.095, "short": 0.035, "gravel": 0.035, "grain": 0.045, "noise": 0.012}
+
+
+def dagm_texture(size: int, rng: np.random.Generator) -> np.ndarray:
+    """One defect-free class-8-like texture as floats around 0.43 (not yet clipped).
+
+    Args:
+        size: image side in pixels; lengths scale with ``size / 256``.
+        rng: random generator (the image's own stream).
+    """
+    s, k = size, size / 256
+    tilt = np.radians(rng.uniform(0.8, 2.2))
+    parts = {
+        "full": streaks((s, s), rng, None, rng.uniform(4.5, 6.5) * k, tilt),
+        "long": streaks((s, s), rng, rng.uniform(28, 40) * k, rng.uniform(4.5, 6.5) * k, tilt),
+        "short": streaks((s, s), rng, rng.uniform(3, 5) * k, rng.uniform(1.5, 2.2) * k, tilt),
+        "gravel": texture_crop("gravel", (s, s), rng, scale=(0.7, 1.0), stretch=(1.0, 1.6)),
+        "grain": smooth_noise((s, s), rng, (0.8 * k, 1.2 * k)),
+        "noise": rng.standard_normal((s, s)).astype(np.float32),
+    }
+    texture = sum(_WEIGHTS[name] * part for name, part in parts.items())
+    return 0.43 + rng.normal(0, 0.012) + rng.uniform(0.95, 1.05) * texture
+
+
+def _scratch(size: int, rng: np.random.Generator) -> np.ndarray:
+    """Soft mask of one thin, short, gently curved scratch (at least a few pixels on)."""
+    s, k = size, size / 256
+    for _ in range(10):
+        start = (rng.uniform(0.12, 0.88) * s, rng.uniform(0.12, 0.88) * s)
+        path = D.random_walk(rng, start, rng.uniform(0.05, 0.12) * s, curvature=0.12, step=max(k, 0.7))
+        soft = D.stroke((s, s), path, max(1.0, 1.2 * k) * rng.uniform(0.9, 1.25))
+        if (soft > 0.5).sum() >= 3:
+            break
+    return soft
 
 
 def render_dagm_like(
@@ -32,26 +77,15 @@ def render_dagm_like(
     Returns:
         ``(image, defect_mask, ellipse_label)``; the masks are ``None`` for a normal image.
     """
-    s = size
-    # Vertical streaks: a photographed texture stretched along the columns, plus grain.
-    streaks = texture_crop("grass", (s, s), rng, scale=(0.3, 0.5), angle=rng.normal(0, 0.05),
-                           stretch=(12.0, 1.0))
-    grain = texture_crop("grass", (s, s), rng, scale=(1.5, 2.5))
-    bands = smooth_noise((s, s), rng, (s / 4, s / 60))
-    image = 0.43 + 0.09 * bands + 0.06 * streaks + 0.04 * grain
-    image = image * rng.uniform(0.9, 1.1)
+    image = dagm_texture(size, rng)
     if not defective:
         return to_uint8(image), None, None
-    for _ in range(10):
-        start = (rng.uniform(0.15, 0.85) * s, rng.uniform(0.15, 0.85) * s)
-        path = D.random_walk(rng, start, rng.uniform(0.06, 0.14) * s, curvature=0.3, step=max(s / 256, 0.7))
-        soft = D.stroke((s, s), path, max(1.2, 3.0 * s / 512) * rng.uniform(1.0, 1.4))
-        if (soft > 0.5).sum() >= 3:
-            break
-    contrast = rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 0.4)
+    soft = _scratch(size, rng)
+    # Mostly dark scratches (a few bright ones), as deep as the texture's darkest specks.
+    contrast = (1.0 if rng.random() < 0.15 else -1.0) * rng.uniform(0.12, 0.25)
     image = D.blend(image, soft, np.clip(image + contrast, 0, 1), 1.0)
     mask = soft > 0.5
-    label = D.covering_ellipse(mask, margin=rng.uniform(2, 5) * s / 256)
+    label = D.covering_ellipse(mask, margin=rng.uniform(3, 6) * size / 256)
     return to_uint8(image), mask, label
 
 

@@ -107,3 +107,43 @@ def polar_grid(
     rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     dy, dx = rows - centre[0], cols - centre[1]
     return np.hypot(dy, dx), np.arctan2(dy, dx)
+
+
+def shear_columns(field: np.ndarray, tilt: float) -> np.ndarray:
+    """Lean a periodic field's vertical structures by ``tilt`` radians (rows stay, columns shift).
+
+    The field must tile seamlessly (as :func:`smooth_noise` does): samples wrap around.
+    """
+    height, width = field.shape
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    cols = cols + np.float32(np.tan(tilt)) * (rows - height / 2)
+    return ndimage.map_coordinates(field, [rows, cols], order=1, mode="grid-wrap")
+
+
+def streaks(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    along: float | None,
+    across: float,
+    tilt: float = 0.0,
+) -> np.ndarray:
+    """Vertical streaks: smooth noise much longer down the columns than across, leaning by ``tilt``.
+
+    Args:
+        shape: output (height, width).
+        rng: random generator.
+        along: Gaussian width down the columns in pixels; ``None``: streaks that run the full
+            height (one random column profile repeated on every row).
+        across: Gaussian width across the columns in pixels (sets the streak width).
+        tilt: lean in radians (positive: a streak moves left going down, as in class 8).
+
+    Returns:
+        float32 array of ``shape``, zero mean and unit variance.
+    """
+    if along is None:
+        profile = smooth_noise((8, shape[1]), rng, (0.5, across))[0]
+        field = np.repeat(profile[None, :], shape[0], axis=0).astype(np.float32)
+    else:
+        field = smooth_noise(shape, rng, (along, across)).astype(np.float32)
+    out = shear_columns(field, tilt) if tilt else field
+    return ((out - out.mean()) / (out.std() + 1e-6)).astype(np.float32)
