@@ -37,6 +37,7 @@ import torch
 from adlib import bootstrap as boot
 from adlib import metrics as metric_fns
 from adlib import results, thresholds
+from adlib import threshold_rules as trules
 from adlib.config import SettingsError, check_results_dir, settings
 from adlib.data.types import DataError, Sample, Split
 from adlib.train import History, config_hash, load_or_train
@@ -294,6 +295,11 @@ class Evaluation:
     image AUROC/AUPR/F1 and, with maps and masks, the pixel metrics; empty when ``n_boot=0``."""
     bootstrap: dict[str, Any] = field(default_factory=dict)
     """How ``ci95`` was computed (n, seed, level, stratified_by, unit, pixel_bins)."""
+    rule_table: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Every validation-only rule of :mod:`adlib.threshold_rules` (and ``"auto"``) with its
+    threshold and TEST pixel P/R/F1 beside the ORACLE (reporting only; empty without masks)."""
+    rule_choice: trules.Choice | None = None
+    """How ``"auto"`` was chosen (validation halves only)."""
 
     def scores_frame(self) -> pd.DataFrame:
         """One row per test image: ``path, label, defect, score`` (GUIDE section 2)."""
@@ -335,6 +341,18 @@ class Evaluation:
             "oracle_pixel_threshold": self.oracle_pixel.value if self.oracle_pixel else None,
             "oracle_pixel_f1": self.oracle_pixel_f1,
             **{f"pixel_threshold_{k}": t.value for k, t in self.pixel_thresholds.items()},
+            **self._rule_params(),
+        }
+
+    def _rule_params(self) -> dict[str, Any]:
+        """The rule comparison for ``params`` (nothing when it was not computed)."""
+        if not self.rule_table:
+            return {}
+        f1, oracle = self.metrics.get("pixel_f1"), self.oracle_pixel_f1
+        return {
+            "threshold_rules": self.rule_table,
+            "threshold_rule_auto": self.rule_choice.rule if self.rule_choice else None,
+            "pixel_f1_over_oracle": float(f1) / oracle if f1 is not None and oracle else None,
         }
 
 
@@ -359,6 +377,9 @@ def evaluate(
     oracle: bool = True,
     n_boot: int = boot.DEFAULT_N_BOOT,
     boot_seed: int = boot.DEFAULT_SEED,
+    rule_spec: trules.RuleSpec | None = None,
+    rules: tuple[dict[str, thresholds.Threshold], trules.Choice] | None = None,
+    compare_rules: bool = True,
 ) -> Evaluation:
     """The evaluation core shared by every pipeline (no I/O).
 
@@ -371,10 +392,16 @@ def evaluate(
         val_maps: validation maps (the pipeline's pixel rules are computed from them).
         pixel_thresholds: ``{rule: Threshold}`` from defect-free validation data; default: the
             0.999 pixel quantile of ``val_maps``.
-        pixel_rule: which of ``pixel_thresholds`` the results use (default: the first).
+        pixel_rule: which of ``pixel_thresholds`` the results use (default: the first);
+            ``"auto"``: the :func:`adlib.threshold_rules.choose_rule` pick on ``val_maps``.
         oracle: also compute the ORACLE (test-set best-F1) thresholds.
         n_boot, boot_seed: resamples (stratified by label) and seed of the 95 % intervals over
             test images (at the honest thresholds); ``n_boot=0`` skips them.
+        rule_spec: options of the rule comparison (default: ``RuleSpec.for_maps`` of the maps).
+        rules: ``(thresholds, choice)`` from :func:`adlib.threshold_rules.all_thresholds` when the
+            pipeline computed them already.
+        compare_rules: with maps, masks and ``val_maps``, fit every validation-only rule and
+            record its test pixel F1 beside the ORACLE (``rule_table``).
 
     Raises:
         ValueError: a pixel threshold that does not come from defect-free validation data.
@@ -387,6 +414,12 @@ def evaluate(
     image_t = (thresholds.threshold_from_normal(val_scores, method="max") if image_q >= 1 else
                thresholds.threshold_from_normal(val_scores, method="quantile", q=image_q))
     pixel = dict(pixel_thresholds or {})
+    with_rules = compare_rules and maps is not None and masks is not None and val_maps is not None
+    if with_rules or (pixel_rule == "auto" and "auto" not in pixel and val_maps is not None):
+        rules = rules or trules.all_thresholds(
+            np.asarray(val_maps), rule_spec or trules.RuleSpec.for_maps(np.shape(val_maps)))
+        if pixel_rule == "auto":  # every rule beside the one the results use
+            pixel = {**rules[0], **pixel}
     if maps is not None and masks is not None and not pixel:
         if val_maps is None:
             raise ValueError(f"{method}: pixel metrics need validation maps or pixel_thresholds.")
@@ -406,6 +439,8 @@ def evaluate(
         oracle_pix = thresholds.oracle_best_f1_threshold(maps, masks)
         oracle_per = metric_fns.per_defect_prf(maps, masks, list(defects), oracle_pix.value)
         oracle_per["all"] = metric_fns.pixel_prf(maps, masks, oracle_pix.value).as_dict("pixel_")
+    table = (trules.rule_table(maps, masks, rules[0], rules[1], (oracle_per.get("all") or {}).get("pixel_f1"))
+             if with_rules and rules is not None and np.asarray(masks).any() else {})
     ci: dict[str, tuple[float, float] | None] = {}
     meta: dict[str, Any] = {}
     if n_boot > 0:
@@ -419,6 +454,7 @@ def evaluate(
         val_scores=val_scores, image_threshold=image_t, metrics=summary, maps=maps, masks=masks,
         val_maps=val_maps, pixel_threshold=used, pixel_thresholds=pixel if masks is not None else {},
         oracle_image=oracle_img, oracle_pixel=oracle_pix, oracle_per_defect=oracle_per, ci95=ci, bootstrap=meta,
+        rule_table=table, rule_choice=rules[1] if rules is not None else None,
     )
 
 

@@ -12,6 +12,11 @@ lowest threshold at which no defect-free validation map has a connected "defect"
 as a minimum defect area. Isolated bright pixels (edges, texture) do not count against it, only
 blobs, so it sits lower than a pixel quantile on maps with a heavy but speckled tail (1 - SSIM).
 
+:func:`threshold_from_normal_tail` extrapolates instead of counting: it fits a generalised Pareto
+distribution to the exceedances of the normal values over a high quantile (peaks over threshold,
+extreme-value theory) and inverts the fitted tail at a target false-alarm rate, so that a rate
+of 1e-4 is usable even where the validation set holds few pixels that far out.
+
 Their signatures accepts one array of normal values and keyword options, nothing else: there is no
 place for labels or masks, so test data cannot leak into the threshold.
 
@@ -32,7 +37,7 @@ from adlib import metrics
 
 __all__ = [
     "ThresholdError", "Threshold", "threshold_from_normal", "threshold_from_normal_regions",
-    "largest_region", "region_scores", "oracle_best_f1_threshold",
+    "largest_region", "region_scores", "oracle_best_f1_threshold", "threshold_from_normal_tail",
 ]
 
 ORACLE_SOURCE = "oracle-test"
@@ -133,6 +138,58 @@ def threshold_from_normal(
     raise ThresholdError(
         f"adlib.thresholds: unknown method {method!r}; use 'max', 'quantile' or 'k_sigma'."
     )
+
+
+def threshold_from_normal_tail(
+    values, /, *, rate: float = 1e-3, tail_q: float | None = None, max_fit: int = 20_000, seed: int = 0,
+) -> Threshold:
+    """Peaks over threshold: the value a fitted generalised Pareto tail exceeds with probability ``rate``.
+
+    The exceedances ``x - u`` of the normal values over ``u`` (their ``tail_q``-quantile) are fitted
+    with ``scipy.stats.genpareto`` (location 0, shape and scale by maximum likelihood, on at most
+    ``max_fit`` of them drawn at random with ``seed``); the threshold is
+    ``u + GPD.ppf(1 - rate / p_u)`` with ``p_u`` the share of values above ``u``.
+
+    Args:
+        values: anomaly maps or scores of DEFECT-FREE validation images (nothing else accepted).
+        rate: target false-alarm rate per value (pixel), in (0, 1 - tail_q).
+        tail_q: the quantile where the tail starts (None: ``1 - 10 * rate``, so ten times as many
+            values lie beyond ``u`` as the target flags).
+        max_fit: at most this many exceedances enter the fit (speed).
+        seed: which exceedances, when there are more than ``max_fit``.
+
+    Returns:
+        A :class:`Threshold` with source ``"normal-validation:tail-<rate>"``. With fewer than 20
+        exceedances (or a failed fit) the empirical ``1 - rate`` quantile is returned instead, with
+        source ``"normal-validation:tail-<rate>-empirical"``.
+    """
+    from scipy import stats
+
+    arr = _normal_values(values)
+    tail_q = 1.0 - 10.0 * rate if tail_q is None else float(tail_q)
+    if not 0 < tail_q < 1:
+        raise ThresholdError(f"adlib.thresholds: tail_q must be in (0, 1), got {tail_q} (rate {rate}).")
+    if not 0 < rate < 1 - tail_q:
+        raise ThresholdError(
+            f"adlib.thresholds: rate must be in (0, 1 - tail_q) = (0, {1 - tail_q:g}), got {rate}; "
+            "lower the rate or the tail quantile tail_q.")
+    source = f"normal-validation:tail-{rate:g}"
+    u = float(np.quantile(arr, tail_q))
+    excess = arr[arr > u] - u
+    if excess.size < 20:
+        return Threshold(float(np.quantile(arr, 1 - rate)), source + "-empirical")
+    p_u = excess.size / arr.size
+    if excess.size > max_fit:
+        excess = np.random.default_rng(seed).choice(excess, int(max_fit), replace=False)
+    scale = float(excess.std()) or 1.0  # fit on a unit scale: maps of 1e-4 values fit badly
+    try:
+        shape, _, sigma = stats.genpareto.fit(excess / scale, floc=0)
+        value = u + scale * float(stats.genpareto.ppf(1 - rate / p_u, shape, loc=0, scale=sigma))
+    except (ValueError, RuntimeError, FloatingPointError):
+        value = float("nan")
+    if not np.isfinite(value):
+        return Threshold(float(np.quantile(arr, 1 - rate)), source + "-empirical")
+    return Threshold(value, source)
 
 
 def largest_region(binary: np.ndarray) -> int:

@@ -322,3 +322,42 @@ def test_paired_table_a_beats_b_on_the_same_test_images(tmp_path: Path) -> None:
     paired = next(f for f in frags if f.name == V.PAIRED_FRAGMENT)
     assert "paired bootstrap" in paired.caption and "3 pair(s)" in paired.caption
     assert S.paired_table(C.load_comparison(tmp_path / "none").frame).empty
+
+
+def _rules_params(oracle: float, f1s: dict[str, float], auto: str) -> dict:
+    table = {r: {"threshold": 0.1 * i, "source": f"normal-validation:{r}", "pixel_f1": f,
+                 "pixel_precision": f, "pixel_recall": f}
+             for i, (r, f) in enumerate(f1s.items())}
+    table["auto"] = {**table[auto], "source": table[auto]["source"] + " (auto)"}
+    return {"threshold_rules": table, "threshold_rule_auto": auto, "oracle_pixel_f1": oracle}
+
+
+def test_rule_ratio_table_reads_the_rules_from_results_files(tmp_path: Path) -> None:
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.8, 0.9])
+    f1s = {"quantile": 0.4, "tail": 0.36, "k_sigma": 0.1, "region": 0.2}
+    for seed, auto in ((0, "quantile"), (1, "tail")):
+        _save(tmp_path, "01_hazelnut_autoencoder", "conv-ae-l2", "mvtec", "hazelnut", True, scores, labels,
+              params=_rules_params(0.5, f1s, auto), pixel_f1=f1s[auto], seed=seed)
+    _save(tmp_path, "04_fanogan_vs_autoencoder", "f-anogan", "mvtec", "bottle", False, scores, labels)
+    df = C.load_comparison(tmp_path).frame
+    long = C.rule_rows(df)
+    assert set(long["method"]) == {"conv-ae-l2"}  # a file without rules gives no rows
+    assert set(long["rule"]) == {"quantile", "tail", "k_sigma", "region", "auto", "results"}
+    table = C.rule_ratio_table(df)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["n"] == 2 and row["ORACLE pixel_f1"] == 0.5
+    assert row["quantile"] == pytest.approx(0.8) and row["region"] == pytest.approx(0.4)
+    assert row["results"] == pytest.approx((0.8 + 0.72) / 2)  # mean over the two seeds
+    assert row["auto picks"] == "quantile, tail" and row["meets 0.7"]
+    low = C.rule_ratio_table(df, target=0.9).iloc[0]
+    assert not low["meets 0.9"]
+    frags = V.build_fragments(df, others_present=True)
+    rules = [f for f in frags if f.name.endswith("_thresholds_rules_vs_oracle")]
+    assert len(rules) == 1 and "ORACLE" in rules[0].caption
+
+
+def test_rule_ratio_table_empty_without_rules(results_dir: Path) -> None:
+    table = C.rule_ratio_table(C.load_comparison(results_dir).frame)
+    assert table.empty and "results" in table.columns

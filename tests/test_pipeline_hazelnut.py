@@ -180,16 +180,20 @@ def test_reuse_from_checkpoint_reproduces_metrics_and_seconds(
 
 
 def test_both_validation_rules_come_from_validation_maps_only(ev: hazelnut_ae.Evaluation, data, cfg) -> None:
-    assert set(ev.pixel_thresholds) == {"region", "quantile"}
+    assert set(ev.pixel_thresholds) == {"auto", "region", "quantile", "k_sigma", "tail"}
     area = hazelnut_ae.min_area_pixels(cfg, data.image_size)
-    assert ev.pixel_thresholds["region"] == threshold_from_normal_regions(ev.val_maps, min_area=area, q=cfg["region_q"])
+    region = ev.pixel_thresholds["region"]
+    assert region == threshold_from_normal_regions(ev.val_maps, min_area=area, q=cfg["region_q"])
     scores = region_scores(ev.val_maps, min_area=area)
-    assert ev.threshold.value == pytest.approx(float(np.quantile(scores, cfg["region_q"])))
+    assert region.value == pytest.approx(float(np.quantile(scores, cfg["region_q"])))
     assert ev.pixel_thresholds["quantile"].value == pytest.approx(float(np.quantile(ev.val_maps, cfg["threshold_q"])))
     assert ev.threshold == ev.pixel_thresholds[cfg["threshold_rule"]]
+    auto = ev.pixel_thresholds["auto"]  # one of the four rules, chosen on the validation maps
+    assert any(auto.value == t.value and auto.source.startswith(t.source)
+               for k, t in ev.pixel_thresholds.items() if k != "auto")
     # the region rule's promise holds exactly on the validation maps whose own threshold is lower
-    passes = np.array([largest_region(m > ev.threshold.value) < area for m in ev.val_maps])
-    assert np.array_equal(passes, scores <= ev.threshold.value) and passes.any()
+    passes = np.array([largest_region(m > region.value) < area for m in ev.val_maps])
+    assert np.array_equal(passes, scores <= region.value) and passes.any()
     assert hazelnut_ae.validation_thresholds(ev.val_maps, cfg) == ev.pixel_thresholds
 
 

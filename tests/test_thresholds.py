@@ -173,3 +173,34 @@ def test_region_quantile_ignores_one_unusual_normal_image():
     assert robust.source == "normal-validation:region-9px-q0.8"
     with pytest.raises(ThresholdError, match="q must be"):
         threshold_from_normal_regions(maps, min_area=9, q=0)
+
+
+def test_tail_fit_extrapolates_where_counting_runs_out() -> None:
+    from adlib.thresholds import threshold_from_normal_tail
+
+    # exponential values: the true 1 - rate quantile is -log(rate); at rate 1e-4 with 20 000
+    # values the empirical quantile rests on two values, the fitted tail on the top 2 000
+    values = np.random.default_rng(0).exponential(1.0, 20_000)
+    t = threshold_from_normal_tail(values, rate=1e-4)
+    assert t.source == "normal-validation:tail-0.0001" and not t.is_oracle
+    assert t.value == pytest.approx(-np.log(1e-4), rel=0.1)
+    # tiny values fit as well as unit ones (the fit runs on a unit scale)
+    assert threshold_from_normal_tail(values * 1e-5, rate=1e-4).value == pytest.approx(t.value * 1e-5, rel=1e-3)
+    # too few exceedances: the empirical quantile, labelled as such
+    few = threshold_from_normal_tail(values[:100], rate=1e-3)
+    assert few.source.endswith("-empirical") and few.value == pytest.approx(np.quantile(values[:100], 0.999))
+
+
+def test_tail_refuses_masks_and_impossible_rates() -> None:
+    from adlib.thresholds import threshold_from_normal_tail
+
+    params = inspect.signature(threshold_from_normal_tail).parameters
+    assert params["values"].kind is inspect.Parameter.POSITIONAL_ONLY
+    assert not set(params) & {"labels", "masks"}
+    with pytest.raises(ThresholdError, match="mask"):
+        threshold_from_normal_tail(np.zeros((2, 4, 4), bool))
+    values = np.random.default_rng(1).random(1000)
+    with pytest.raises(ThresholdError, match="rate must be in"):
+        threshold_from_normal_tail(values, rate=0.05, tail_q=0.99)
+    with pytest.raises(ThresholdError, match="tail_q must be in"):
+        threshold_from_normal_tail(values, rate=0.2)

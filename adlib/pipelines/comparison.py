@@ -22,6 +22,8 @@ score explorer and the report's HTML fragments are in :mod:`adlib.pipelines.comp
   the pixel-level oracle needs the maps, so it is shown only where a notebook stored it in its
   ``params`` (keys ``oracle_pixel_f1``/``oracle_pixel_threshold``); likewise the honest image
   threshold (``params["image_threshold"]``).
+* :func:`rule_ratio_table` (from :mod:`adlib.pipelines.comparison_rules`): honest / ORACLE pixel
+  F1 of every validation-only threshold rule, from ``params["threshold_rules"]``.
 * :func:`roc_inputs` recomputes ROC curves from the scores CSVs; :func:`metric_heatmap` draws a
   method x metric heat map; :func:`write_fragments` writes the HTML fragments that
   :mod:`adlib.report` embeds (``RESULTS_DIR/comparison/*.html``).
@@ -41,13 +43,14 @@ import numpy as np
 import pandas as pd
 
 from adlib import metrics, published, results
+from adlib.pipelines.comparison_rules import rule_ratio_table, rule_rows
 from adlib.pipelines.comparison_stats import aggregate_intervals, format_cell, interval_columns
 
 __all__ = [
     "NOTEBOOK", "FRAGMENT_DIR", "PARAM_COLUMNS", "REPORT_RUN_FILE", "Collected", "load_comparison",
     "report_started", "aggregate_seeds", "format_mean_sd", "data_groups", "data_label",
     "published_rows", "comparison_table", "per_defect_table", "threshold_table", "older_table",
-    "overview_table",
+    "overview_table", "rule_ratio_table", "rule_rows",
 ]
 
 NOTEBOOK = "05_comparison"

@@ -28,6 +28,7 @@ from adlib.pipelines.comparison import (
     published_notes,
     threshold_table,
 )
+from adlib.pipelines.comparison_rules import RULES_CAPTION, rule_ratio_table
 from adlib.pipelines.comparison_stats import (
     INTERVAL_NOTE,
     PAIRED_CAPTION,
@@ -252,7 +253,7 @@ def build_fragments(df: pd.DataFrame, *, others_present: bool,
                     older: pd.DataFrame | None = None) -> list[Fragment]:
     """Every fragment of the report, in order: a notice when only baselines exist, one table per
     (dataset, data kind), per-defect tables where the seeds give per-defect numbers, the
-    honest-versus-oracle threshold table, and the list of older results left out (``older``,
+    honest-versus-oracle threshold table, each threshold rule's honest / ORACLE pixel F1, and the list of older results left out (``older``,
     from :func:`adlib.pipelines.comparison.older_table`)."""
     frags: list[Fragment] = []
     if not others_present:
@@ -278,6 +279,9 @@ def build_fragments(df: pd.DataFrame, *, others_present: bool,
     thr = threshold_table(df)
     if not thr.empty:
         frags.append(Fragment(f"{max(n, 90):02d}_thresholds_honest_vs_oracle", THRESHOLD_CAPTION, thr))
+    rules = rule_ratio_table(df)
+    if not rules.empty:
+        frags.append(Fragment(f"{max(n, 90):02d}_thresholds_rules_vs_oracle", RULES_CAPTION, rules))
     paired = paired_fragment(df)
     if paired is not None:
         frags.append(paired)

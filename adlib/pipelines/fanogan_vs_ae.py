@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from adlib import config, experiment, maps, thresholds
+from adlib import config, experiment, maps, threshold_rules
 from adlib import train as training
 from adlib.config import SettingsError
 from adlib.data.torchdata import ImageDataset, RandomAugment, make_loader
@@ -83,8 +83,9 @@ PARAMETERS: dict[str, str] = {
 AE_KEYS = ("image_size", "ae_width", "ae_latent", "ae_lr", "ae_batch", "val_fraction")
 GAN_KEYS = ("gan_image_size", "gan_width", "latent_dim", "gan_lr", "gan_batch", "n_critic",
             "gp_weight", "val_fraction")
-PIXEL_QUANTILE = 0.99
-"""Pixel threshold: this quantile of the defect-free validation maps (1 % of normal pixels flagged)."""
+PIXEL_QUANTILE = 0.99  # the pixel rules' target false-alarm rate is 1 - this (1 % of normal pixels)
+PIXEL_RULE = "auto"
+"""The results' pixel rule (:mod:`adlib.threshold_rules`; auto: best transfer between validation halves)."""
 IMAGE_QUANTILE = 0.95
 """Image threshold: this quantile of the validation image scores."""
 _QUANTILES = {"pixel_quantile": PIXEL_QUANTILE, "image_quantile": IMAGE_QUANTILE}
@@ -462,19 +463,18 @@ def _masks(ds: ImageDataset) -> np.ndarray | None:
 
 def evaluate(trained: Trained, data: Data, cfg: dict[str, Any], *,
              device: torch.device | str = "cpu") -> list[experiment.Evaluation]:
-    """Scores and maps of the test and validation images, thresholds and metrics (no I/O).
-
-    Thresholds: the :data:`PIXEL_QUANTILE` of the defect-free validation maps and the
-    :data:`IMAGE_QUANTILE` of their image scores (ORACLE ones beside them). One evaluation.
-    """
+    """Scores and maps of test and validation images, thresholds and metrics (no I/O; one evaluation).
+    Pixel: the :data:`PIXEL_RULE` at the rate ``1 - PIXEL_QUANTILE`` on the defect-free validation
+    maps; image: the :data:`IMAGE_QUANTILE` of their scores (ORACLE ones beside them)."""
     trained.model.to(device).eval()
     fn, sets = score_fn(trained, cfg), data.datasets(trained.variant)
     (test_maps, scores), (val_maps, val_scores) = _run(sets.test, fn, device), _run(sets.val, fn, device)
-    pixel = thresholds.threshold_from_normal(val_maps, method="quantile", q=PIXEL_QUANTILE)
+    spec = threshold_rules.RuleSpec.for_maps(val_maps.shape, rate=1 - PIXEL_QUANTILE)
     return [experiment.evaluate(
         trained.variant, scores=scores, labels=sets.test.labels, defects=[s.defect for s in sets.test.samples],
         paths=[str(s.path) for s in sets.test.samples], val_scores=val_scores, image_q=IMAGE_QUANTILE,
-        maps=test_maps, masks=_masks(sets.test), val_maps=val_maps, pixel_thresholds={"quantile": pixel})]
+        maps=test_maps, masks=_masks(sets.test), val_maps=val_maps,
+        pixel_rule=PIXEL_RULE, rule_spec=spec)]
 
 
 # --------------------------------------------------------------------------- 5. save

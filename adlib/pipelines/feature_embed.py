@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adlib import config, experiment, thresholds
+from adlib import config, experiment, threshold_rules
 from adlib.checkpoints import save_checkpoint
 from adlib.config import SettingsError
 from adlib.data.torchdata import ImageDataset
@@ -44,6 +44,9 @@ DATASETS: tuple[str, ...] = ("mvtec", "dagm", "rsdd", "sem")
 SHORT: dict[str, str] = {"efficientnet_lite0": "", "wide_resnet50_2": "-wrn50"}
 """Method-name suffix per backbone: ``patchcore`` (the default backbone), ``patchcore-wrn50``."""
 FORMAT = "adlib-feature-fit-v1"
+PIXEL_RULE = "auto"
+"""The results' pixel rule (:mod:`adlib.threshold_rules`, at the rate ``1 - pixel_threshold_q``;
+auto: the rule whose false-alarm rate transfers best between validation halves)."""
 
 _COMMON: dict[str, Any] = {
     "backbone": "efficientnet_lite0", "patchcore_layers": None, "padim_layers": None,
@@ -402,14 +405,13 @@ def evaluate(fitted: Fitted | Sequence[Fitted], data: Data, cfg: Mapping[str, An
     out = []
     for f in [fitted] if isinstance(fitted, Fitted) else list(fitted):
         val, test = score(f, data.val, cfg, device), score(f, data.test, cfg, device)
-        pixel = ({"quantile": thresholds.threshold_from_normal(val.maps, method="quantile",
-                                                               q=cfg["pixel_threshold_q"])}
-                 if data.test_masks is not None else None)
+        spec = threshold_rules.RuleSpec.for_maps(val.maps.shape, rate=1 - float(cfg["pixel_threshold_q"]))
+        masked = data.test_masks is not None
         ev = experiment.evaluate(
             f.method, scores=test.scores, labels=data.labels, defects=data.defects, paths=data.paths,
             val_scores=val.scores, image_q=cfg["image_threshold_q"], maps=test.maps,
-            masks=data.test_masks, val_maps=val.maps if data.test_masks is not None else None,
-            pixel_thresholds=pixel, pixel_rule="quantile" if pixel else None)
+            masks=data.test_masks, val_maps=val.maps if masked else None,
+            pixel_rule=PIXEL_RULE if masked else None, rule_spec=spec)
         fields = {k: getattr(ev, k) for k in ev.__dataclass_fields__}
         out.append(FeatureEvaluation(**fields, score_seconds=test.seconds))
     return out

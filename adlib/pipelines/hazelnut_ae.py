@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from adlib import config, experiment, maps, metrics, thresholds
+from adlib import config, experiment, maps, metrics, threshold_rules, thresholds
 from adlib.config import SettingsError
 from adlib.data.orientation import DEFAULT_TOLERANCE, orientation_free, orientation_spread
 from adlib.data.torchdata import ImageDataset, RandomAugment, Repeated, make_loader
@@ -38,14 +38,15 @@ NOTEBOOK = "01_hazelnut_autoencoder"
 METHODS: dict[str, str] = {"l2": "conv-ae-l2", "ssim": "conv-ae-ssim"}
 VARIANTS: tuple[str, ...] = ("l2", "ssim")
 """The variants the notebook trains by default (keys of :data:`METHODS`)."""
-THRESHOLD_RULES: tuple[str, ...] = ("region", "quantile")
-"""Validation-only pixel-threshold rules (see :func:`validation_thresholds`)."""
+THRESHOLD_RULES: tuple[str, ...] = ("auto", *threshold_rules.RULES)
+"""Validation-only pixel-threshold rules (see :func:`validation_thresholds`); ``"auto"`` (the
+default) is the one whose false-alarm rate transfers best between validation halves."""
 AUGMENT_MODES: tuple[str, ...] = ("auto", "seed", "noise")
 """Training augmentations (see :func:`augmentation`)."""
 
 _COMMON: dict[str, Any] = {
     "latent_dim": 500, "lr": 1e-3, "augment": "auto", "noise_std": 0.02, "ssim_channels": 1,
-    "threshold_rule": "region", "min_defect_area": 0.002, "region_q": 0.9, "threshold_q": 0.999,
+    "threshold_rule": "auto", "min_defect_area": 0.002, "region_q": 0.9, "threshold_q": 0.999,
     "image_threshold_q": 0.95, "score": "max",
 }
 PROFILES: dict[str, dict[str, Any]] = {
@@ -293,22 +294,18 @@ def min_area_pixels(cfg: dict[str, Any], image_size: int) -> int:
     return max(2, round(float(cfg["min_defect_area"]) * image_size * image_size))
 
 
+def rule_spec(cfg: dict[str, Any], image_size: int) -> threshold_rules.RuleSpec:
+    """The rules' options: pixel rate ``1 - threshold_q``, region area and ``region_q``."""
+    return threshold_rules.RuleSpec(1 - float(cfg["threshold_q"]), min_area_pixels(cfg, image_size),
+                                    float(cfg["region_q"]))
+
+
 def validation_thresholds(val_maps: np.ndarray, cfg: dict[str, Any]) -> dict[str, thresholds.Threshold]:
-    """Both pixel thresholds from the defect-free validation maps only.
-
-    * ``"region"`` (after the MVTec AD paper): the lowest threshold at which no validation map
-      has a connected region of at least ``min_defect_area`` (a fraction of the image area);
-      with ``region_q < 1`` the ``region_q``-quantile of the per-image thresholds, so that one
-      unusual normal image among a dozen does not decide alone;
-    * ``"quantile"``: the ``threshold_q``-quantile of all validation pixels.
-
-    ``cfg["threshold_rule"]`` names the one used for the results.
-    """
-    area = min_area_pixels(cfg, val_maps.shape[-1])
-    return {
-        "region": thresholds.threshold_from_normal_regions(val_maps, min_area=area, q=float(cfg["region_q"])),
-        "quantile": thresholds.threshold_from_normal(val_maps, method="quantile", q=float(cfg["threshold_q"])),
-    }
+    """Every pixel threshold of :mod:`adlib.threshold_rules` from the validation maps only:
+    ``"region"`` (MVTec AD paper; ``min_defect_area``, ``region_q``), ``"quantile"``, ``"k_sigma"``,
+    ``"tail"`` (rate ``1 - threshold_q``) and ``"auto"`` (the one whose false-alarm rate transfers
+    best between validation halves); ``cfg["threshold_rule"]`` names the results' one."""
+    return threshold_rules.all_thresholds(val_maps, rule_spec(cfg, val_maps.shape[-1]))[0]
 
 
 # --------------------------------------------------------------------------- learner and training
@@ -431,14 +428,14 @@ def train(
 class Evaluation(experiment.Evaluation):
     """:class:`adlib.experiment.Evaluation` with the variant, inputs and reconstructions.
 
-    ``pixel_thresholds`` holds both validation rules also when the test set has no masks (the
+    ``pixel_thresholds`` holds every validation rule also when the test set has no masks (the
     figures still show predicted pixels then); ``pixel_threshold`` (the results' one) is None then.
     """
 
     variant: str = "l2"
     x: np.ndarray | None = None
     recon: np.ndarray | None = None
-    rule: str = "region"
+    rule: str = "auto"
 
     @property
     def threshold(self) -> thresholds.Threshold:
@@ -459,13 +456,13 @@ def evaluate(trained: Trained, data: Data, cfg: dict[str, Any], *, device: torch
     x, recon = reconstruct(trained.model, vdata.test, device)
     test_maps = anomaly_maps(x, recon, variant)
     val_maps = anomaly_maps(*reconstruct(trained.model, vdata.val, device), variant)
-    honest = validation_thresholds(val_maps, cfg)
+    honest, choice = threshold_rules.all_thresholds(val_maps, rule_spec(cfg, val_maps.shape[-1]))
     core = experiment.evaluate(
         METHODS[variant], scores=maps.image_scores(test_maps, cfg["score"]), labels=vdata.test.labels,
         defects=vdata.test_defects, paths=[str(s.path) for s in vdata.test.samples],
         val_scores=maps.image_scores(val_maps, cfg["score"]), image_q=float(cfg["image_threshold_q"]),
         maps=test_maps, masks=vdata.test_masks(), val_maps=val_maps, pixel_thresholds=honest,
-        pixel_rule=cfg["threshold_rule"],
+        pixel_rule=cfg["threshold_rule"], rules=(honest, choice),
     )
     fields = {**vars(core), "pixel_thresholds": honest}
     return [Evaluation(**fields, variant=variant, x=x, recon=recon, rule=cfg["threshold_rule"])]
