@@ -39,8 +39,14 @@ def _cli_scores(json_path: Path, images: Path, out: Path, *extra: str) -> pd.Dat
     return df
 
 
-def assert_parity(json_path: Path, images: Path, out: Path, *extra: str) -> pd.DataFrame:
-    """The CLI's score of every test image equals the notebook's within :data:`TOL`."""
+def assert_parity(json_path: Path, images: Path, out: Path, *extra: str, onnx: bool = True) -> pd.DataFrame:
+    """The CLI's score of every test image equals the notebook's within :data:`TOL`, with the
+    eager network and (``onnx``) with its ONNX export (``--backend onnx``)."""
+    if onnx:
+        both = assert_parity(json_path, images, out.with_name(out.name + "-onnx"), "--backend", "onnx",
+                             "--no-heatmaps", *extra, onnx=False)
+        assert (out.with_name(out.name + "-onnx") / "model.onnx").stat().st_size > 0
+        assert "(onnx)" in (out.with_name(out.name + "-onnx") / "index.html").read_text()
     nb = pd.read_csv(json_path.with_name(json_path.name[:-5] + ".scores.csv"))
     nb["key"] = [str(Path(p).resolve()) for p in nb.path]
     cli_df = _cli_scores(json_path, images, out, *extra)
@@ -156,3 +162,32 @@ def test_bundle_refuses_other_versions_and_files(tmp_path: Path) -> None:
     (tmp_path / "c.model.pt").write_bytes(b"garbage")
     with pytest.raises(BundleError, match="cannot be read"):
         load_bundle(tmp_path / "c.model.pt")
+
+
+def test_export_refuses_a_graph_that_disagrees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parity check is real: an exported graph whose outputs differ is not written."""
+    from adlib import bundle as B
+    from adlib import export
+    from adlib.models.conv_ae import ConvAutoencoder
+    from adlib.scoring.base import net_entry
+
+    torch.manual_seed(0)
+    model = ConvAutoencoder(latent_dim=4, image_size=32, channels=1).eval()
+    b = B.Bundle("conv-ae", "conv-ae-l2", {"model": net_entry("conv_ae", model, latent_dim=4, image_size=32,
+                                                               channels=1)},
+                 {"size": [32, 32], "channels": 1}, {"variant": "l2", "score": "max"},
+                 {"image": {"value": 0.1, "source": "normal-validation:quantile-0.95"}, "pixel": None})
+    path, report = export.export_onnx(b, tmp_path / "ok.onnx")
+    assert path.is_file() and report["map_diff_relative"] <= export.TOLERANCE
+    real = export.OnnxRunner
+
+    class Off(real):  # an export whose reconstruction is inverted (differs also where clamped)
+        def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return tuple(1.0 - o for o in super().__call__(x))
+
+    monkeypatch.setattr(export, "OnnxRunner", Off)
+    with pytest.raises(RuntimeError, match="differs from the eager one"):
+        export.export_onnx(b, tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+    assert cli.main(["export", "--model", str(B.save_bundle(b, tmp_path / "b.model.pt")), "--out",
+                     str(tmp_path / "cli.onnx")]) == 1  # the CLI reports the same refusal
