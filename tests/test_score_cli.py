@@ -34,24 +34,37 @@ def _cli_scores(json_path: Path, images: Path, out: Path, *extra: str) -> pd.Dat
     rc = cli.main(["score", "--model", str(bundle), "--images", str(images), "--out", str(out),
                    "--no-progress", *extra])
     assert rc == 0
-    df = pd.read_csv(out / "scores.csv")
-    df["key"] = [str((images / p).resolve()) for p in df.path]
+    patches = (out / "patches.csv").is_file()
+    df = pd.read_csv(out / ("patches.csv" if patches else "scores.csv"))
+    df["key"] = [_key(images / p) for p in df.path]
+    if patches:  # one row per patch; anomalous is decided per image
+        df["anomalous"] = (df.score > load_bundle(bundle).image_threshold).astype(int)
     return df
 
 
-def assert_parity(json_path: Path, images: Path, out: Path, *extra: str, onnx: bool = True) -> pd.DataFrame:
+def _key(path: Path | str) -> str:
+    """A comparable row key: the resolved file path, with a patch suffix (``#y..``) kept."""
+    file, _, patch = str(path).partition("#")
+    return str(Path(file).resolve()) + (f"#{patch}" if patch else "")
+
+
+def assert_parity(json_path: Path, images: Path, out: Path, *extra: str, onnx: bool = True,
+                  patch_rows: bool = False) -> pd.DataFrame:
     """The CLI's score of every test image equals the notebook's within :data:`TOL`, with the
     eager network and (``onnx``) with its ONNX export (``--backend onnx``)."""
     if onnx:
         both = assert_parity(json_path, images, out.with_name(out.name + "-onnx"), "--backend", "onnx",
-                             "--no-heatmaps", *extra, onnx=False)
+                             "--no-heatmaps", *extra, onnx=False, patch_rows=patch_rows)
         assert (out.with_name(out.name + "-onnx") / "model.onnx").stat().st_size > 0
         assert "(onnx)" in (out.with_name(out.name + "-onnx") / "index.html").read_text()
     nb = pd.read_csv(json_path.with_name(json_path.name[:-5] + ".scores.csv"))
-    nb["key"] = [str(Path(p).resolve()) for p in nb.path]
+    nb["key"] = [_key(p) for p in nb.path]
     cli_df = _cli_scores(json_path, images, out, *extra)
     both = nb.merge(cli_df, on="key", suffixes=("_nb", "_cli"))
-    assert len(both) == len(nb) == len(cli_df), (len(nb), len(cli_df), len(both))
+    if patch_rows:  # the folder also holds training strips: every notebook row must be there
+        assert len(both) == len(nb) and len(cli_df) >= len(nb), (len(nb), len(cli_df), len(both))
+    else:
+        assert len(both) == len(nb) == len(cli_df), (len(nb), len(cli_df), len(both))
     diff = ((both.score_nb - both.score_cli).abs() / both.score_nb.abs().clip(lower=1.0)).max()
     assert diff <= TOL, f"{json_path.name}: largest (relative) score difference {diff:.3g}"
     t = load_bundle(json_path.parent / json.loads(json_path.read_text())["model_bundle"]).image_threshold
@@ -93,6 +106,29 @@ def test_unet_parity_dagm(tmp_path: Path) -> None:
     (p,) = P.save(P.evaluate(tr, data, cfg, progress=False), tr, data, cfg, results_dir=tmp_path,
                   profile="smoke", seed=0, run=run)
     assert_parity(p, Path(data.test_paths[0]).parent, tmp_path / "out")
+
+
+def test_patch_models_parity_rsdd(tmp_path: Path) -> None:
+    """RSDDs: the UNet AE and PatchCore score grid patches of each strip (rows ``<strip>#y..x..``)."""
+    from adlib.pipelines import feature_embed as F
+    from adlib.pipelines import unet_dagm_rsdd as P
+
+    cfg = P.settings("smoke")
+    data = P.load(cfg, data_root=None, dataset="rsdd", seed=0, progress=False)
+    run = "s0-0b0b0b"
+    tr = P.train(data, cfg, "unet-ae", results_dir=tmp_path, run=run, force=True, progress=False)
+    (p,) = P.save(P.evaluate(tr, data, cfg, progress=False), tr, data, cfg, results_dir=tmp_path,
+                  profile="smoke", seed=0, run=run)
+    strips = Path(data.split.root)
+    assert_parity(p, strips, tmp_path / "unet", patch_rows=True)
+    fcfg = F.settings("smoke")
+    fdata = F.load(fcfg, dataset="rsdd", seed=0, progress=False)
+    fitted = F.train(fdata, fcfg, "patchcore", results_dir=tmp_path, run=run, progress=False)
+    (q,) = F.save(F.evaluate(fitted, fdata, fcfg), fitted, fdata, fcfg, results_dir=tmp_path, profile="smoke",
+                  seed=0, run=run)
+    both = assert_parity(q, strips, tmp_path / "pc", "--no-heatmaps", patch_rows=True)
+    assert both.key.str.contains("#y").all()
+    assert (tmp_path / "pc" / "scores.csv").is_file()  # one row per strip beside the patch rows
 
 
 def test_fanogan_and_ae256_parity(tmp_path: Path) -> None:

@@ -130,8 +130,6 @@ class Scorer:
     images to the network's input (default: float in [0, 1]).
     """
 
-    unit = "image"
-    """What one score is: ``"image"``, or ``"patch"`` for scorers of image patches."""
     batch_size = 8
 
     def __init__(self, bundle: Bundle, *, device: str = "cpu") -> None:
@@ -188,10 +186,39 @@ class Scorer:
         return Scored(np.concatenate([p.maps for p in parts]).astype(np.float32),
                       np.concatenate([p.scores for p in parts]).astype(np.float64))
 
+    @property
+    def unit(self) -> str:  # type: ignore[override]
+        """``"image"``, or ``"patch"`` when the bundle's model scores grid patches (RSDDs, SEM)."""
+        return str(self.bundle.preprocess.get("unit") or "image")
+
     def score_one(self, image: torch.Tensor, name: str = "") -> One:
-        """Map ``(H, W)``, score and (patch scorers) per-patch rows of one uint8 image ``(C, H, W)``."""
-        s = self.score(image[None])
-        return One(s.maps[0], float(s.scores[0]), [])
+        """Map ``(H, W)``, score and (patch models) per-patch rows of one uint8 image ``(C, H, W)``.
+
+        A patch model scores the grid patches its notebook cut (``preprocess``: ``patch``,
+        ``stride``, ``cover``); the image's map is the patches' maps put back (overlaps averaged)
+        and its score the largest patch score.
+        """
+        if self.unit != "patch":
+            s = self.score(image[None])
+            return One(s.maps[0], float(s.scores[0]), [])
+        from adlib.data.patches import grid_patches
+        from adlib.maps import stitch_patches
+
+        pre = self.bundle.preprocess
+        stride = pre.get("stride")
+        try:
+            patches, coords = grid_patches(image.permute(1, 2, 0).numpy(), tuple(pre["patch"]),
+                                           tuple(stride) if stride else None, cover=bool(pre.get("cover", False)))
+        except ValueError as exc:
+            from adlib.data.types import DataError
+
+            raise DataError(f"{name}: {exc} (the model scores {tuple(pre['patch'])} px patches).") from exc
+        arr = patches[..., None] if patches.ndim == 3 else patches
+        s = self.score(torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2))
+        full = stitch_patches(s.maps, coords, tuple(image.shape[-2:]), tuple(pre["patch"]))
+        fmt = str(pre.get("name", "{path}#y{y}x{x}"))
+        rows = [(fmt.format(path=name, y=int(y), x=int(x)), float(v)) for (y, x), v in zip(coords, s.scores, strict=True)]
+        return One(full, float(s.scores.max()), rows)
 
     @property
     def image_threshold(self) -> float:

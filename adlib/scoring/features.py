@@ -48,8 +48,10 @@ def feature_bundle(ev: Any, fitted: Any, data: Any, cfg: Mapping[str, Any], run:
     extractor = sp.extractor
     return bundle_from(
         fitted.variant, ev.method, nets={"model": {"state": state, "kwargs": model_kw}},
-        preprocess={"size": [data.size, data.size], "channels": int(data.test.shape[1]),
-                    "unit": "patch" if data.split.dataset == "rsdd" else "image"},
+        preprocess=({"size": None, "channels": 1, "unit": "patch", "patch": [data.size, data.size],
+                     "example_size": [data.size, data.size], "stride": None, "cover": False,
+                     "name": "{path}#y{y}x{x}"} if data.split.dataset == "rsdd" else  # RSDDs: grid patches
+                    {"size": [data.size, data.size], "channels": int(data.test.shape[1]), "unit": "image"}),
         post={"backbone": extractor.backbone, "layers": list(extractor.layers), "pad": int(extractor.pad),
               "neighbourhood": int(sp.neighbourhood), "channels": sp.channels, "map_sigma": float(cfg["map_sigma"]),
               "batch_size": int(cfg["batch_size"]),

@@ -109,10 +109,15 @@ def unet_bundle(ev: Any, trained: Any, data: Any, cfg: Mapping[str, Any], run: s
     net = net_entry("unet_ae", model, in_channels=int(data.channels), base_channels=int(cfg["base_channels"]),
                     skips=[int(s) for s in spec["skips"]], skip_dropout=float(spec.get("skip_dropout", 0.0)))
     size = list(data.test.shape[-2:])
+    if data.unit == "patch":  # RSDDs: the grid patches of each strip (unet_dagm_rsdd.load_rsdd_patches)
+        stride = cfg["rsdd_stride"]
+        pre = {"size": None, "channels": 1, "unit": "patch", "patch": size, "example_size": size,
+               "stride": list(stride) if stride else None, "cover": False, "name": "{path}#y{y}x{x}"}
+    else:
+        pre = {"size": None if cfg["image_size"] is None else size, "channels": int(data.channels),
+               "unit": "image", "example_size": size}
     return bundle_from(
-        "unet-ae", ev.method, nets={"model": net},
-        preprocess={"size": None if data.unit == "image" and cfg["image_size"] is None else size,
-                    "channels": int(data.channels), "unit": data.unit, "example_size": size},
+        "unet-ae", ev.method, nets={"model": net}, preprocess=pre,
         post={"rule": {k: v for k, v in vars(ev.rule).items()}, "rule_name": ev.rule.name(),
               "map": "squared residual, channel mean"},
         image_threshold=ev.image_threshold, pixel_threshold=ev.pixel_threshold,
