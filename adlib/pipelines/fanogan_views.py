@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from adlib.train import History
 
 __all__ = ["comparison_table", "decision_table", "encoder_checks", "example_rows", "examples",
-           "gan_diagnostics", "snapshot_callback", "snapshot_images"]
+           "gan_diagnostics", "seed_claims", "snapshot_callback", "snapshot_images"]
 
 _SEED_NAMES = {"ae-256": "autoencoder", "f-anogan": "f-anogan"}
 """Our method names -> seed 001's names in :mod:`adlib.published`."""
@@ -215,3 +215,74 @@ def snapshot_images(trained: Trained) -> tuple[list[np.ndarray], list[str]]:
 
     paths = trained.sample_grids
     return [read_image(p) for p in paths], [f"epoch {int(p.stem.split('epoch')[-1])}" for p in paths]
+
+
+# --------------------------------------------------------------------------- seed claims
+
+
+def _auroc(ev: Evaluation) -> str:
+    """``"0.91 [0.85, 0.96]"``: image AUROC with its 95 % bootstrap interval when there is one."""
+    from adlib.claims import fmt
+
+    ci = (ev.ci95 or {}).get("image_auroc")
+    return fmt(ev.metrics["image_auroc"]) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+
+
+def seed_claims(data: Mapping[str, Data], evals: Mapping[str, Mapping[str, Evaluation]]) -> pd.DataFrame:
+    """Seed 001's claims checked on this run's numbers (:mod:`adlib.claims`).
+
+    Uses the categories ``bottle`` and ``carpet`` of ``evals`` (``{category: {method:
+    Evaluation}}``); a claim about a category this run did not score is "not checked".
+    "Fails" is made testable as: the 95 % bootstrap interval of the image AUROC reaches 0.5
+    (chance).
+    """
+    from adlib.claims import Claim, all_of, claims_table, data_label, fmt, greater, number
+
+    src = "seed 001 (001_029175154187f404.txt)"
+    ae, gan = _pipeline().AE_METHOD, _pipeline().GAN_METHOD
+    where = {c: data_label(d.synthetic, "MVTec", c) for c, d in data.items()}
+    have = [c for c in ("bottle", "carpet") if c in evals and {ae, gan} <= set(evals[c])]
+    auc = {(c, m): evals[c][m].metrics["image_auroc"] for c in have for m in (ae, gan)}
+    claims = []
+    for c in ("bottle", "carpet"):
+        seed_vals = {"bottle": "0.922 vs 0.846", "carpet": "0.552 vs 0.439"}[c]
+        if c in have:
+            claims.append(Claim(
+                f"f-AnoGAN beats the autoencoder on {c} (image AUROC {seed_vals})",
+                f"{src}, Comparison & Limit (table)",
+                f"image AUROC [95 % interval]: f-AnoGAN {_auroc(evals[c][gan])} vs autoencoder {_auroc(evals[c][ae])}",
+                greater(auc[c, gan], auc[c, ae]), where[c]))
+        else:
+            claims.append(Claim(f"f-AnoGAN beats the autoencoder on {c}", f"{src}, Comparison & Limit (table)",
+                                f"not measurable: {c} was not run (CATEGORIES)", None, "-"))
+    both = "; ".join(where[c] for c in have) or "-"
+    if len(have) == 2:
+        claims.append(Claim(
+            "both models do worse on carpet than on bottle", f"{src}, Comparison & Limit",
+            "; ".join(f"{m}: carpet {fmt(auc['carpet', m])} vs bottle {fmt(auc['bottle', m])}" for m in (ae, gan)),
+            all_of(*(greater(auc["bottle", m], auc["carpet", m]) for m in (ae, gan))), both))
+    else:
+        claims.append(Claim("both models do worse on carpet than on bottle", f"{src}, Comparison & Limit",
+                            "not measurable: needs both bottle and carpet", None, both))
+    if "carpet" in have:
+        lows = {m: (evals["carpet"][m].ci95 or {}).get("image_auroc") for m in (ae, gan)}
+        verdicts = [None if lows[m] is None or number(lows[m][0]) is None else bool(lows[m][0] <= 0.5)
+                    for m in (ae, gan)]
+        claims.append(Claim(
+            "both models fail on carpet (AE: cannot generate normal carpet; f-AnoGAN: no threshold separates)",
+            f"{src}, Autoencoder 3. Result and GAN 8. Results",
+            f"carpet image AUROC [95 % interval]: autoencoder {_auroc(evals['carpet'][ae])}, f-AnoGAN "
+            f"{_auroc(evals['carpet'][gan])} (holds if both intervals reach 0.5, chance)",
+            all_of(*verdicts), where["carpet"]))
+    if len(have) == 2:
+        recon = {}
+        for c in have:
+            ev = evals[c][gan]
+            good = np.asarray(ev.labels) == 0
+            recon[c] = float(np.asarray(ev.maps)[good].mean()) if ev.maps is not None and good.any() else None
+        claims.append(Claim(
+            "the GAN restores bottle well but not the carpet texture (blurry reconstructions)",
+            f"{src}, GAN 6. and 7. (generator and encoder quality)",
+            f"mean |x - G(E(x))| on defect-free test images: carpet {fmt(recon['carpet'])} vs bottle "
+            f"{fmt(recon['bottle'])}", greater(recon["carpet"], recon["bottle"]), both))
+    return claims_table(claims)
