@@ -22,10 +22,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["add_arguments", "run_from_args", "score_folder", "find_images", "ImageResult", "ScoreRun"]
+__all__ = ["add_arguments", "run_from_args", "score_folder", "find_images", "reproduce", "ImageResult", "ScoreRun"]
 
 
 @dataclass
@@ -243,3 +244,37 @@ def run_from_args(args: argparse.Namespace) -> int:
     for path, why in run.skipped:
         print(f"  skipped {path}: {why}", file=sys.stderr)
     return 0
+
+
+def _key(path: str | os.PathLike) -> str:
+    file, _, patch = str(path).partition("#")
+    return str(Path(file).resolve()) + (f"#{patch}" if patch else "")
+
+
+def reproduce(results_json: str | os.PathLike, images: str | os.PathLike, out: str | os.PathLike, *,
+              backend: str = "torch", progress: bool = False) -> tuple[ScoreRun, Any]:
+    """Score ``images`` with the bundle a results JSON names, and line the CLI's scores up with the
+    notebook's scores CSV (a notebook's closing check that the bundle reproduces it).
+
+    Returns:
+        The run and a DataFrame ``path, notebook, cli, difference`` (one row per notebook row found).
+    """
+    import json
+
+    import pandas as pd
+
+    results_json = Path(results_json)
+    rec = json.loads(results_json.read_text(encoding="utf-8"))
+    if not rec.get("model_bundle"):
+        raise FileNotFoundError(f"{results_json}: records no model_bundle (written before bundles existed); "
+                                "re-run the notebook.")
+    run = score_folder(results_json.parent / rec["model_bundle"], images, out, backend=backend,
+                       progress=progress)
+    nb = pd.read_csv(results_json.with_name(results_json.name[: -len(".json")] + ".scores.csv"))
+    rows = ([(p, s) for r in run.results for p, s in r.patches] if any(r.patches for r in run.results)
+            else [(r.path, r.score) for r in run.results])
+    cli = {_key(Path(images) / p): s for p, s in rows}
+    table = pd.DataFrame({"path": nb.path, "notebook": nb.score,
+                          "cli": [cli.get(_key(p), float("nan")) for p in nb.path]})
+    table["difference"] = (table.notebook - table.cli).abs()
+    return run, table

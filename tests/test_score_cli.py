@@ -86,6 +86,10 @@ def test_conv_ae_parity_and_outputs(tmp_path: Path) -> None:
     test_root = Path(data.split.test[0].path).parents[1]
     for i, p in enumerate(paths):
         assert_parity(p, test_root, tmp_path / f"out{i}")
+    from adlib.score_cli import reproduce
+
+    _, table = reproduce(paths[1], test_root, tmp_path / "again")  # the notebooks' closing check
+    assert len(table) == len(data.split.test) and table.difference.max() <= TOL
     out = tmp_path / "out0"
     html = (out / "index.html").read_text()
     heat = sorted((out / "heatmaps").glob("*.png"))
