@@ -102,11 +102,17 @@ def export_onnx(bundle: Bundle | str | os.PathLike | Scorer, out: str | os.PathL
     """
     scorer = bundle if isinstance(bundle, Scorer) else load_scorer(bundle)
     images = scorer.example(3) if check_images is None else check_images
+    import tempfile
+
+    import onnx
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        _trace(scorer, scorer.inputs(images[:1]), tmp)
+        with tempfile.TemporaryDirectory(dir=out.parent) as work:  # an exporter may write weights beside
+            _trace(scorer, scorer.inputs(images[:1]), Path(work) / "net.onnx")
+            onnx.save_model(onnx.load(str(Path(work) / "net.onnx")), str(tmp))  # one self-contained file
         report = parity(scorer, OnnxRunner(tmp), images)
         if max(report["map_diff_relative"], report["score_diff_relative"]) > TOLERANCE:
             raise RuntimeError(f"{out}: the exported {scorer.bundle.family} network differs from the eager one "

@@ -56,6 +56,7 @@ def assert_parity(json_path: Path, images: Path, out: Path, *extra: str, onnx: b
         both = assert_parity(json_path, images, out.with_name(out.name + "-onnx"), "--backend", "onnx",
                              "--no-heatmaps", *extra, onnx=False, patch_rows=patch_rows)
         assert (out.with_name(out.name + "-onnx") / "model.onnx").stat().st_size > 0
+        assert not list(out.with_name(out.name + "-onnx").glob(".*"))  # one self-contained file, no leftovers
         assert "(onnx)" in (out.with_name(out.name + "-onnx") / "index.html").read_text()
     nb = pd.read_csv(json_path.with_name(json_path.name[:-5] + ".scores.csv"))
     nb["key"] = [_key(p) for p in nb.path]
