@@ -1,29 +1,39 @@
-"""SEM-nanofibre-like stand-in (NanoTWICE look): gray fibre networks with beads and films.
+"""SEM-nanofibre-like stand-in, modelled on the published description of the NanoTWICE data.
 
-Layout written (the one the SEM reader expects)::
+Carrera et al. (2017), "Defect detection in SEM images of nanofibrous materials" (IEEE Trans.
+Industrial Informatics 13(2)), describe 45 grayscale SEM images of about 1024x696 pixels: 5
+defect-free ones and 40 with defects, showing bright nanofibres on a dark background. The
+defects are *beads* (small bright specks, or spindle-like thickenings of a fibre) and *films*
+(flattened areas where fibres have fused into a smoother sheet). This generator draws images of
+that kind; nothing in it comes from the real images, which this project does not have.
+
+Layout written (the one :func:`adlib.data.sem.read_sem` expects)::
 
     <root>/Normal/N001.tif ...               # gray, defect-free
-    <root>/Anomalous/images/A001.tif ...     # gray, with anomalies
+    <root>/Anomalous/images/A001.tif ...     # gray, with defects
     <root>/Anomalous/gt/A001.png ...         # 0/255, same stems
 
-Anomalies, as in the seed project and the real NanoTWICE images, are STRUCTURAL, not brightness
-outliers:
+What an image holds (pixel sizes are fixed, so a smaller image is a smaller field of view, not a
+zoomed-out one: a 32x32 patch always sees fibres of the same width):
 
-* *beads*: a fibre swells into a spindle-shaped lump. The bead is rendered with the fibre's own
-  profile and layer depth, so it is exactly as bright as the fibre it sits on; what differs is
-  its thickness.
-* *films*: thin, partly translucent, finely textured membranes spanning the gaps between fibres,
-  at an intensity in the range of the (deeper) fibres; the fibres of the layers above stay on
-  top, those below show through dimmed.
+* four depth layers of long, gently curving fibres (random orientations, 2.5-10 px wide, a
+  bright rim from the SEM edge effect); deeper layers are darker and out of focus, upper
+  layers hide lower ones where they cross;
+* a dark background with a mild, slow brightness gradient; detector gain and offset vary
+  between images; signal-dependent (shot-like) noise and faint scan-line streaks;
+* *beads*: round specks (radius 4-11 px) sitting on a fibre, or spindles where a fibre swells
+  to 2-4 times its width; both as bright as, or a little brighter than, the fibre;
+* *films*: irregular patches (radius 22-75 px) where the fibres under them fuse into a
+  smoother, somewhat brighter sheet with soft edges; fibres of higher layers still cross them.
 
-Brightness and contrast vary between images (detector gain and offset) and slowly within an
-image (charging, uneven illumination), and the fibre density varies between images, so a patch's
-mean intensity says little about whether it contains a defect.
+Brightness helps a little (beads and films are slightly brighter than the fibres around them)
+but does not separate them: dense fibre crossings are as bright as either, which is what the
+notebook's model-free baselines measure.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,135 +43,191 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from . import defects as D
-from .textures import smooth_noise, texture_crop, to_uint8
+from .textures import smooth_noise, to_uint8
+
+REAL_SHAPE = (696, 1024)
+"""(height, width) of the NanoTWICE images as published."""
+
+N_LAYERS = 4
+_DEPTH = (0.42, 0.6, 0.8, 1.0)  # brightness of the layers, back to front
+_BLUR = (2.2, 1.4, 0.8, 0.4)  # out-of-focus blur of the layers (pixels)
+_FIBRES_PER_LAYER = (36, 52)  # fibres per layer in a full 1024x696 field (scaled by area)
 
 
 @dataclass
 class _Fibre:
-    """One fibre: its centre-line pixels (rows, cols) and its width in pixels."""
+    """One fibre: centre-line pixels (rows, cols) and half-width per centre-line point."""
 
     rows: np.ndarray
     cols: np.ndarray
-    width: float
+    half: np.ndarray
+    beads: list[tuple[int, float, float]] = field(default_factory=list)
+    """Spindles: (index along the centre line, swollen half-width, half length in points)."""
 
 
-def _draw_fibres(s: int, rng: np.random.Generator, n: int) -> list[_Fibre]:
-    """Random curving fibres crossing (and partly leaving) an ``s`` x ``s`` image."""
-    scale = s / 512
-    fibres = []
+def _fibres(shape: tuple[int, int], rng: np.random.Generator, n: int) -> list[_Fibre]:
+    """``n`` long, gently curving fibres crossing an image of ``shape``."""
+    h, w = shape
+    diag = float(np.hypot(h, w))
+    out = []
     for _ in range(n):
-        start = rng.uniform(-0.1, 1.1, 2) * s
-        path = D.random_walk(rng, tuple(start), rng.uniform(0.8, 1.6) * s, curvature=0.03, step=0.75)
+        angle = rng.uniform(0, 2 * np.pi)
+        through = rng.uniform(0, 1, 2) * (h, w)
+        start = through - diag * np.array([np.sin(angle), np.cos(angle)])
+        path = D.random_walk(rng, tuple(start), 2 * diag, angle=angle, curvature=0.008, step=0.7)
         r, c = np.rint(path).astype(int).T
-        keep = (r >= 0) & (r < s) & (c >= 0) & (c < s)
-        if keep.sum() > 2:
-            fibres.append(_Fibre(r[keep], c[keep], float(rng.uniform(2.0, 6.0) * scale + 1.0)))
-    return fibres
+        keep = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+        if keep.sum() < 8:
+            continue
+        width = float(np.clip(rng.lognormal(np.log(4.5), 0.35), 2.5, 10.0))
+        wobble = 1 + 0.08 * ndimage.gaussian_filter1d(rng.standard_normal(len(r)), 30, mode="nearest") * 4
+        out.append(_Fibre(r[keep], c[keep], (width / 2 * wobble[keep]).astype(np.float32)))
+    return out
 
 
-def _render_layer(s: int, fibres: list[_Fibre], beads: list[tuple[int, int, float, float]]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Brightness (before the layer's depth factor) and bead mask of one fibre layer.
+def _render_layer(shape: tuple[int, int], fibres: list[_Fibre]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Brightness, coverage (alpha) and spindle mask of one fibre layer.
 
-    ``beads`` are ``(fibre index, centre index along it, radius, half length)``: the fibre's
-    half-width swells smoothly to ``radius`` over ``half length`` pixels of arc, so a bead has the
-    fibre's own tube profile and edge brightening.
+    A fibre's cross-section is a tube (brightest along its axis) with a bright rim; where a
+    spindle swells the half-width smoothly, the profile follows, so a spindle is a thicker
+    stretch of the same fibre.
     """
-    scale = s / 512
-    centre = np.zeros((s, s), bool)
-    half_map = np.zeros((s, s), np.float32)
-    base_map = np.zeros((s, s), np.float32)
-    for f_index, fib in enumerate(fibres):
-        half = np.full(len(fib.rows), fib.width / 2, np.float32)
-        for b_fibre, b_at, radius, length in beads:
-            if b_fibre == f_index:
-                t = (np.arange(len(fib.rows)) - b_at) * 0.75 / length  # arc length / half length
-                swell = np.where(np.abs(t) < 1, np.cos(np.clip(t, -1, 1) * np.pi / 2) ** 2, 0.0)
-                half = np.maximum(half, fib.width / 2 + (radius - fib.width / 2) * swell)
-        order = np.argsort(half)  # thicker points win where fibres cross
-        centre[fib.rows, fib.cols] = True
-        half_map[fib.rows[order], fib.cols[order]] = np.maximum(
-            half_map[fib.rows[order], fib.cols[order]], half[order])
-        base_map[fib.rows, fib.cols] = np.maximum(base_map[fib.rows, fib.cols], fib.width / 2)
+    centre = np.zeros(shape, bool)
+    half_map = np.zeros(shape, np.float32)
+    base_map = np.zeros(shape, np.float32)
+    for fib in fibres:
+        half = fib.half.copy()
+        for at, radius, length in fib.beads:
+            t = (np.arange(len(half)) - at) / length
+            swell = np.where(np.abs(t) < 1, np.cos(np.clip(t, -1, 1) * np.pi / 2) ** 2, 0.0)
+            half = np.maximum(half, fib.half + (radius - fib.half) * swell)
+        order = np.argsort(half)  # the thicker fibre wins where two cross
+        rows, cols = fib.rows[order], fib.cols[order]
+        centre[rows, cols] = True
+        half_map[rows, cols] = np.maximum(half_map[rows, cols], half[order])
+        base_map[fib.rows, fib.cols] = np.maximum(base_map[fib.rows, fib.cols], fib.half)
+    if not centre.any():
+        zeros = np.zeros(shape, np.float32)
+        return zeros, zeros, zeros.astype(bool)
     dist, (ir, ic) = ndimage.distance_transform_edt(~centre, return_indices=True)
-    half = np.maximum(half_map[ir, ic], 0.5)
+    half = np.maximum(half_map[ir, ic], 0.8)
     tube = np.sqrt(np.clip(1 - (dist / half) ** 2, 0, 1))
-    rim = np.exp(-(((dist - half) / max(0.8 * scale, 0.6)) ** 2)) * (dist <= half + 1)
-    brightness = 0.55 * tube + 0.3 * rim
-    bead = (dist <= half) & (half > 1.6 * base_map[ir, ic] + 1.0)
-    return brightness.astype(np.float32), bead
+    rim = np.exp(-(((dist - 0.8 * half) / 0.9) ** 2))
+    bright = (0.62 * tube + 0.33 * rim).astype(np.float32)
+    alpha = np.clip(half - dist + 0.5, 0, 1).astype(np.float32)
+    base = base_map[ir, ic]
+    spindle = (dist <= half) & (half - base > np.maximum(1.5, 0.5 * base))
+    return bright, alpha, spindle
+
+
+def _speck(shape: tuple[int, int], centre: tuple[float, float], radius: float
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Brightness and coverage of a round bead (a small sphere: bright centre, bright rim)."""
+    h, w = shape
+    r0, c0 = centre
+    rows, cols = np.ogrid[:h, :w]
+    dist = np.hypot(rows - r0, cols - c0).astype(np.float32)
+    ball = np.sqrt(np.clip(1 - (dist / radius) ** 2, 0, 1))
+    rim = np.exp(-(((dist - 0.85 * radius) / 1.0) ** 2))  # SEM edge effect: a bright, sharp rim
+    return (0.5 * ball + 0.5 * rim).astype(np.float32), np.clip(radius - dist + 0.5, 0, 1).astype(np.float32)
+
+
+def _inside(f: _Fibre, shape: tuple[int, int], margin: int) -> np.ndarray:
+    """Indices of a fibre's centre-line points at least ``margin`` px from the image border."""
+    h, w = shape
+    return np.flatnonzero((f.rows >= margin) & (f.rows < h - margin)
+                          & (f.cols >= margin) & (f.cols < w - margin))
 
 
 def render_sem_like(
-    size: int, rng: np.random.Generator, n_anomalies: int = 0
+    shape: int | tuple[int, int], rng: np.random.Generator, n_defects: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw one SEM-like image (uint8 gray) and its anomaly mask (bool, empty if normal)."""
-    s = size
-    shape = (s, s)
-    scale = s / 512
-    n_layers = 3
-    density = rng.uniform(0.7, 1.3)  # fibres per layer vary between images
-    layers = [_draw_fibres(s, rng, int(round(rng.integers(14, 22) * density))) for _ in range(n_layers)]
-    depths = [0.55 + 0.45 * k / (n_layers - 1) for k in range(n_layers)]
+    """Draw one SEM-like image (uint8, ``shape``) and its defect mask (bool; empty if normal).
 
-    kinds = ["bead" if rng.random() < 0.5 else "film" for _ in range(n_anomalies)]
-    beads: list[list[tuple[int, int, float, float]]] = [[] for _ in range(n_layers)]
-    lo, hi = int(0.08 * s), int(0.92 * s)
+    Args:
+        shape: (height, width) in pixels (at least 64 each); an int draws a square image.
+        rng: random generator.
+        n_defects: beads and films to add (each kind with probability 1/2).
+    """
+    h, w = (shape, shape) if isinstance(shape, int) else (int(shape[0]), int(shape[1]))
+    shape = (h, w)
+    if min(h, w) < 64:
+        raise ValueError(f"SEM-like images need at least 64x64 pixels, got {h}x{w}.")
+    area = h * w / (REAL_SHAPE[0] * REAL_SHAPE[1])
+    density = rng.uniform(0.8, 1.25)
+    layers = [_fibres(shape, rng, max(2, int(round(rng.integers(*_FIBRES_PER_LAYER) * density * area))))
+              for _ in range(N_LAYERS)]
+    margin = max(12, min(h, w) // 12)
+    kinds = ["bead" if rng.random() < 0.5 else "film" for _ in range(n_defects)]
+    specks: list[list[tuple[tuple[float, float], float, float]]] = [[] for _ in range(N_LAYERS)]
+    films: list[list[tuple[np.ndarray, float, float, float]]] = [[] for _ in range(N_LAYERS)]
     for kind in kinds:
-        if kind != "bead":
-            continue
-        layer = int(rng.integers(0, n_layers))
-        inside = [i for i, f in enumerate(layers[layer])
-                  if ((f.rows >= lo) & (f.rows < hi) & (f.cols >= lo) & (f.cols < hi)).any()]
-        if not inside:
-            continue
-        f_index = int(rng.choice(inside))
-        fib = layers[layer][f_index]
-        at = int(rng.choice(np.flatnonzero((fib.rows >= lo) & (fib.rows < hi)
-                                           & (fib.cols >= lo) & (fib.cols < hi))))
-        radius = max(rng.uniform(6.0, 13.0) * scale + 1.0, fib.width / 2 + 1.5)
-        beads[layer].append((f_index, at, radius, radius * rng.uniform(1.4, 2.6)))
+        if kind == "bead":
+            layer = int(rng.integers(1, N_LAYERS))  # beads sit on the sharper, upper layers
+            candidates = [f for f in layers[layer] if len(_inside(f, shape, margin))]
+            if not candidates:
+                continue
+            fib = candidates[int(rng.integers(len(candidates)))]
+            at = int(rng.choice(_inside(fib, shape, margin)))
+            boost = float(rng.uniform(1.0, 1.25))
+            if rng.random() < 0.5:  # a round speck on the fibre
+                radius = float(rng.uniform(4.0, 11.0))
+                specks[layer].append(((float(fib.rows[at]), float(fib.cols[at])), radius, boost))
+            else:  # a spindle: the fibre itself swells
+                radius = float(max(rng.uniform(2.5, 4.5) * fib.half[at], fib.half[at] + 4.0))
+                fib.beads.append((at, radius, radius * rng.uniform(2.0, 4.0) / 0.7))
+        else:
+            centre = (rng.uniform(margin, h - margin), rng.uniform(margin, w - margin))
+            radius = float(rng.uniform(22.0, 75.0))
+            soft = D.blob(shape, rng, centre, radius, aspect=rng.uniform(0.45, 1.0),
+                          irregularity=0.3, roughness=0.06)
+            soft = ndimage.gaussian_filter(soft, rng.uniform(3.0, 6.0))  # soft edges
+            films[int(rng.integers(1, N_LAYERS))].append(
+                (soft, float(rng.uniform(0.35, 0.6)), float(rng.uniform(0.75, 0.95)),
+                 float(rng.uniform(0.12, 0.22))))
 
-    # Films: a translucent textured membrane above layer ``k`` (fibres of layers > k stay on top).
-    films = []
-    for kind in kinds:
-        if kind != "film":
-            continue
-        centre = (rng.uniform(0.15, 0.85) * s, rng.uniform(0.15, 0.85) * s)
-        soft = D.blob(shape, rng, centre, rng.uniform(0.05, 0.12) * s, aspect=rng.uniform(0.5, 1),
-                      irregularity=0.35, roughness=0.08)
-        texture = 0.2 * texture_crop("gravel", shape, rng, scale=(1.2, 1.8)) \
-            + 0.3 * smooth_noise(shape, rng, 1.2 * scale + 0.5)
-        films.append((int(rng.integers(0, n_layers - 1)), soft, texture, rng.uniform(0.35, 0.65),
-                      rng.uniform(0.6, 0.9)))
-
-    background = 0.12 + 0.03 * smooth_noise(shape, rng, s / 16)
-    image = background
+    image = (0.07 + 0.02 * smooth_noise(shape, rng, 40.0)).astype(np.float32)
     mask = np.zeros(shape, bool)
-    for k, (fibres, depth) in enumerate(zip(layers, depths, strict=True)):
-        bright, bead = _render_layer(s, fibres, beads[k])
-        image = np.maximum(image, depth * bright)
-        mask |= bead
-        for layer, soft, texture, opacity, level in films:
-            if layer == k:
-                # Membrane intensity: in the range of the deeper fibres' mean brightness.
-                membrane = level * 0.4 * depths[1] * (1 + texture)
-                image = D.blend(image, soft, membrane, opacity)
-                mask |= soft > 0.5
+    for k in range(N_LAYERS):
+        bright, alpha, spindle = _render_layer(shape, layers[k])
+        for centre, radius, boost in specks[k]:
+            b, a = _speck(shape, centre, radius)
+            bright = np.where(a > alpha, b * boost, bright)
+            alpha = np.maximum(alpha, a)
+            mask |= a > 0.5
+        layer_img = ndimage.gaussian_filter(bright * _DEPTH[k], _BLUR[k])
+        layer_alpha = ndimage.gaussian_filter(alpha, _BLUR[k])
+        image = image * (1 - layer_alpha) + layer_img * layer_alpha
+        mask |= spindle
+        for soft, level, opacity, grain in films[k]:
+            # Fused fibres: what lies there, blurred and flattened towards a brighter level.
+            fused = 0.6 * ndimage.gaussian_filter(image, 4.0) + level * _DEPTH[k] * 0.5
+            # The fused surface is smooth at the fibre scale but finely mottled (a grain of
+            # 1-2 px that no fibre has); its mean brightness barely changes.
+            fused = fused * (1 + grain * smooth_noise(shape, rng, 0.8))
+            image = D.blend(image, soft, fused, opacity)
+            mask |= soft > 0.5
 
-    # Global (between images) and slow (within an image) brightness and contrast changes.
-    gain = rng.uniform(0.8, 1.25) * (1 + 0.15 * smooth_noise(shape, rng, s / 4))
-    offset = rng.uniform(-0.04, 0.06)
-    image = ndimage.gaussian_filter(image, 0.7) * gain + offset + 0.03 * rng.standard_normal(shape)
-    return to_uint8(image), mask
+    # Detector gain/offset between images, a slow gradient within one, SEM noise.
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    tilt = rng.normal(0, 0.06, 2)
+    gradient = 1 + tilt[0] * (rows / h - 0.5) + tilt[1] * (cols / w - 0.5) + 0.05 * smooth_noise(shape, rng, 120.0)
+    gain, offset = rng.uniform(0.85, 1.15), rng.uniform(-0.02, 0.04)
+    image = ndimage.gaussian_filter(image, 0.6) * gain * gradient + offset
+    noise = 0.05 * np.sqrt(np.clip(image, 0, None)) * rng.standard_normal(shape) \
+        + 0.008 * rng.standard_normal(shape)
+    lines = 0.008 * ndimage.gaussian_filter1d(rng.standard_normal(h), 0.7)[:, None]
+    return to_uint8(image + noise + lines), mask
 
 
 def make_sem_like(
     root: str | Path,
     *,
-    n_normal: int = 10,
-    n_anomalous: int = 10,
-    size: int = 512,
+    n_normal: int = 5,
+    n_anomalous: int = 40,
+    size: int = 1024,
+    height: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
@@ -169,9 +235,10 @@ def make_sem_like(
 
     Args:
         root: dataset root.
-        n_normal: defect-free images.
-        n_anomalous: images with 1-4 anomalies (beads and films), each with a mask.
-        size: image side in pixels.
+        n_normal: defect-free images (5 in NanoTWICE).
+        n_anomalous: images with 1-4 defects (beads and films), each with a mask (40 in NanoTWICE).
+        size: image width in pixels (1024 in NanoTWICE).
+        height: image height; None keeps NanoTWICE's aspect ratio (696 for 1024).
         seed: random seed; the same seed writes byte-identical files.
         progress: show a tqdm bar.
 
@@ -179,13 +246,17 @@ def make_sem_like(
         ``root``.
     """
     root = Path(root)
+    shape = (int(height) if height else int(round(size * REAL_SHAPE[0] / REAL_SHAPE[1])), int(size))
     for sub in ("Normal", "Anomalous/images", "Anomalous/gt"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     jobs = [("N", i) for i in range(1, n_normal + 1)] + [("A", i) for i in range(1, n_anomalous + 1)]
     for kind, i in tqdm(jobs, desc="synthetic sem", disable=not progress):
         rng = np.random.default_rng([seed, 0x5E3, ord(kind), i])
-        n_anomalies = 0 if kind == "N" else int(rng.integers(1, 5))
-        image, mask = render_sem_like(size, rng, n_anomalies)
+        n_defects = 0 if kind == "N" else int(rng.integers(1, 5))
+        image, mask = render_sem_like(shape, rng, n_defects)
+        if kind == "A" and not mask.any():  # a defect fell outside: draw again until one shows
+            while not mask.any():
+                image, mask = render_sem_like(shape, rng, max(n_defects, 1))
         if kind == "N":
             tifffile.imwrite(root / "Normal" / f"N{i:03d}.tif", image)
         else:
