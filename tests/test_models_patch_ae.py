@@ -173,3 +173,19 @@ def test_denoiser_step_trains_towards_original() -> None:
     assert torch.isfinite(step_ae(den, {"image": x}))
     with pytest.raises(ValueError, match="recon"):
         denoiser_step(None)(den, {"image": x})
+
+
+def test_ssim_autoencoder_is_the_sae_network_with_the_ssim_loss() -> None:
+    from adlib.maps import ssim_loss
+    from adlib.models.patch_ae import ALL_KINDS, SSIM_KIND
+
+    assert ALL_KINDS == (*KINDS, SSIM_KIND) == ("sae", "dae", "cvae", "ssim-ae")
+    sae, ssim = (build_patch_model(k, base=4, latent_dim=8) for k in ("sae", SSIM_KIND))
+    assert count_parameters(sae) == count_parameters(ssim)
+    x = _stripes(8, 32)
+    torch.manual_seed(0)
+    loss = training_step(SSIM_KIND, ssim_window=7)(ssim, x)
+    assert loss.item() == pytest.approx(ssim_loss(ssim(x), x, 7).item(), rel=1e-5)
+    assert 0.0 < loss.item() <= 2.0
+    with pytest.raises(ValueError, match="ssim-ae"):
+        training_step("ssim")

@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import ndimage
 
 from adlib import bootstrap as boot
-from adlib import results
+from adlib import error_analysis, maps, results
 from adlib.config import SettingsError
 from adlib.data.types import DataError
+from adlib.pipelines import sem_claims, sem_errors
 from adlib.pipelines import sem_patches as P
 from adlib.pipelines import sem_views as views
 
@@ -43,11 +45,12 @@ def data(cfg: dict) -> P.Data:
 
 @pytest.fixture(scope="module")
 def run(data: P.Data, cfg: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """All three variants trained (with the depth study's denoisers), evaluated and saved."""
+    """The seed's three variants (with the depth study's denoisers) and the SSIM AE, trained,
+    evaluated and saved."""
     root = tmp_path_factory.mktemp("results")
     trained = {v: P.train(data, cfg, v, results_dir=root, run=RUN, force=True, progress=False,
-                          depths=cfg["depth_study"]) for v in P.VARIANTS}
-    evals = [ev for v in P.VARIANTS for ev in P.evaluate(trained[v], data, cfg)]
+                          depths=cfg["depth_study"]) for v in P.ALL_VARIANTS}
+    evals = [ev for v in P.ALL_VARIANTS for ev in P.evaluate(trained[v], data, cfg)]
     paths = P.save(evals, trained, data, cfg, results_dir=root, profile="smoke", seed=0, run=RUN)
     return {"root": root, "trained": trained, "evals": evals, "paths": paths}
 
@@ -59,7 +62,8 @@ def test_profiles_and_parameters() -> None:
     assert set(P.PARAMETERS) <= keys["smoke"] and P.PARAMETERS["epochs"] == "EPOCHS"
     assert all(cfg["image_size"] == 32 for cfg in P.PROFILES.values())  # the seed's patch size
     assert P.PROFILES["paper"]["den_depth"] == 20 and 10 in P.PROFILES["cpu"]["depth_study"]
-    assert P.VARIANTS == ("sae", "dae", "cvae")
+    assert P.VARIANTS == ("sae", "dae", "cvae") and P.ALL_VARIANTS == (*P.VARIANTS, "ssim-ae")
+    assert all(cfg["ssim_window"] % 2 == 1 for cfg in P.PROFILES.values())
 
 
 @pytest.mark.parametrize(("overrides", "match"), [
@@ -73,6 +77,8 @@ def test_profiles_and_parameters() -> None:
     ({"beta": -1}, "CVAE_BETA"),
     ({"synthetic_size": "huge"}, "SYNTHETIC_SIZE"),
     ({"latent_size": 8}, "Unknown setting"),
+    ({"ssim_window": 8}, "SSIM_WINDOW=8"),
+    ({"ssim_window": 33}, "SSIM_WINDOW=33"),
 ])
 def test_settings_refuse_bad_values(overrides: dict, match: str) -> None:
     with pytest.raises(SettingsError, match=match):
@@ -142,11 +148,13 @@ def test_spec_is_a_train_spec_with_a_three_argument_step(data: P.Data, cfg: dict
 
 def test_train_evaluate_save(run: dict, data: P.Data, cfg: dict) -> None:
     trained, evals = run["trained"], run["evals"]
-    assert all(set(t.denoisers) == {1, 2} and t.depth == 2 for t in trained.values())
+    assert all(set(trained[v].denoisers) == {1, 2} and trained[v].depth == 2 for v in P.VARIANTS)
+    assert trained["ssim-ae"].denoisers == {}  # the SSIM AE has no denoiser
     names = sorted(p.name for p in (run["root"] / P.NOTEBOOK / "checkpoints").glob("*.pt"))
-    assert names == sorted(f"{v}-{n}sem-{RUN}.pt" for v in P.VARIANTS
-                           for n in ("", "denoiser1-", "denoiser2-"))
-    assert [(ev.kind, ev.score) for ev in evals] == [(v, s) for v in P.VARIANTS for s in P.SCORES]
+    assert names == sorted([f"{v}-{n}sem-{RUN}.pt" for v in P.VARIANTS
+                            for n in ("", "denoiser1-", "denoiser2-")] + [f"ssim-ae-sem-{RUN}.pt"])
+    methods = [(v, s) for v in P.VARIANTS for s in P.SCORES] + [("ssim-ae", "rec")]
+    assert [(ev.kind, ev.score) for ev in evals] == methods
     for ev in evals:
         assert ev.method == f"{ev.kind}-{ev.score}" and len(ev.scores) == len(data.labels)
         # the threshold is the quantile of the VALIDATION scores, not of the test scores
@@ -160,7 +168,9 @@ def test_train_evaluate_save(run: dict, data: P.Data, cfg: dict) -> None:
         np.testing.assert_array_equal(ev.predicted_patches(), (ev.scores > ev.image_threshold.value))
 
     by_name = {p.name: p for p in run["paths"]}
-    assert sorted(by_name) == sorted(f"{v}-{s}-sem-nanofibres-{RUN}.json" for v in P.VARIANTS for s in P.SCORES)
+    assert sorted(by_name) == sorted(f"{v}-{s}-sem-nanofibres-{RUN}.json" for v, s in methods)
+    assert json.loads(by_name[f"ssim-ae-rec-sem-nanofibres-{RUN}.json"].read_text())["params"][
+        "score_definition"] == "mean 1 - SSIM per patch"
     for ev in evals:
         rec = json.loads(by_name[f"{ev.method}-sem-nanofibres-{RUN}.json"].read_text())
         assert list(rec) == [*results.RESULT_KEYS, "ci95", "bootstrap"] and rec["run_id"] == RUN
@@ -170,6 +180,7 @@ def test_train_evaluate_save(run: dict, data: P.Data, cfg: dict) -> None:
         assert rec["params"]["patch_prf"]["f1"] == pytest.approx(ev.image_f1)
         t = trained[ev.kind]
         want = t.ae.train_seconds + (0.0 if ev.score == "rec" else t.denoiser.train_seconds)
+        assert t.seconds(ev.score) == pytest.approx(want)
         assert rec["train_seconds"] == pytest.approx(want) and want > 0
         scores = pd.read_csv(by_name[f"{ev.method}-sem-nanofibres-{RUN}.json"].with_suffix(".scores.csv"))
         assert len(scores) == len(data.patches.test)  # one row per test patch
@@ -272,12 +283,15 @@ def test_views(run: dict, data: P.Data) -> None:
     assert ranking["AUROC mean x^2 (no model)"].between(0, 1).all()
     assert list(views.pixel_table(evals).index) == [ev.method for ev in evals]
     training = views.training_table(trained)
-    assert len(training) == 9 and (training["seconds"] >= 0).all() and not training["reused"].any()
+    assert len(training) == 10 and (training["seconds"] >= 0).all() and not training["reused"].any()
+    assert list(views.seed_table(evals, "rec").index) == ["SAE", "DAE", "CVAE", "SSIM-AE"]
+    assert np.isnan(views.seed_table(evals, "rec").loc["SSIM-AE", "seed AUROC"])  # not in the seed
     depth = views.depth_study(data, trained)
+    assert set(depth.index.get_level_values("model")) == {"SAE", "DAE", "CVAE"}
     assert depth.loc[("SAE", 2), "mask corr. with deepest"] == pytest.approx(1.0)
     assert views.describe(data).loc["test", "patches"] == len(data.patches.test)
     for kind in ("roc", "hist"):
-        assert len(views.curves_grid(evals, kind).axes) == 9
+        assert len(views.curves_grid(evals, kind).axes) == 12  # 4 models x 3 scores (2 left blank)
     with pytest.raises(SettingsError):
         views.curves_grid(evals, "bar")
     examples = views.pick_examples(data, 3)
@@ -295,3 +309,64 @@ def test_baseline_table_is_model_free_and_consistent(data: P.Data) -> None:
     auc = table["patch AUROC"]
     np.testing.assert_allclose(table["max(AUROC, 1 - AUROC)"], np.maximum(auc, 1 - auc), atol=1e-3)
     assert table["max(AUROC, 1 - AUROC)"].between(0.5, 1.0).all()
+
+
+def test_ssim_score_by_hand(run: dict, data: P.Data, cfg: dict) -> None:
+    """The SSIM AE's score is the patch mean of 1 - SSIM(x, AE(x)); its threshold from validation."""
+    ev = next(e for e in run["evals"] if e.method == "ssim-ae-rec")
+    ae = run["trained"]["ssim-ae"].ae.model.eval()
+    x = torch.from_numpy(data.patches.test).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        want = (1 - maps.ssim_map(x, ae(x), cfg["ssim_window"])).flatten(1).mean(1).double().numpy()
+    np.testing.assert_allclose(ev.scores, want, rtol=1e-4, atol=1e-7)
+    assert ev.image_threshold.value == pytest.approx(np.quantile(ev.val_scores, cfg["threshold_q"]))
+    assert len(ev.image_maps) == len(data.split.test)  # stitched like the other rows
+
+
+def _fake(ev: P.PatchEvaluation, auroc: float) -> P.PatchEvaluation:
+    return dataclasses.replace(ev, metrics={**ev.metrics, "image_auroc": auroc})
+
+
+def test_seed_claims_are_computed_from_the_numbers(run: dict, data: P.Data) -> None:
+    evals = {ev.method: ev for ev in run["evals"]}
+    # made-up AUROCs with known verdicts: the seed's ranking holds, the SSIM AE loses
+    fake = {"sae-rec": 0.6, "sae-smooth": 0.7, "sae-feature": 0.75, "dae-rec": 0.6,
+            "dae-smooth": 0.7, "dae-feature": 0.8, "cvae-rec": 0.7, "cvae-smooth": 0.72,
+            "cvae-feature": 0.65, "ssim-ae-rec": 0.55}
+    table = sem_claims.seed_claims([_fake(evals[m], v) for m, v in fake.items()], data)
+    assert list(table.columns) == ["claim", "source", "measured", "holds", "data"]
+    verdicts = dict(zip(table["claim"], table["holds"], strict=True))
+    assert all(v == "holds" for c, v in verdicts.items() if "SSIM" not in c and "10-layer" not in c)
+    assert verdicts[next(c for c in verdicts if "SSIM" in c)] == "does not hold"
+    assert verdicts[next(c for c in verdicts if "10-layer" in c)] == "not checked"  # no depth table
+    assert table["data"].str.contains("synthetic").all()
+    fake.update({"dae-feature": 0.5, "ssim-ae-rec": 0.9})  # now DAE + feature is neither best nor better
+    table = sem_claims.seed_claims([_fake(evals[m], v) for m, v in fake.items()], data,
+                                   views.depth_study(data, run["trained"]))
+    verdicts = dict(zip(table["claim"], table["holds"], strict=True))
+    assert verdicts[next(c for c in verdicts if "best of the nine" in c)] == "does not hold"
+    assert verdicts[next(c for c in verdicts if "SSIM" in c)] == "holds"
+    assert verdicts[next(c for c in verdicts if "10-layer" in c)] in ("holds", "does not hold")
+
+
+def test_error_views_per_patch_and_per_defect(run: dict, data: P.Data) -> None:
+    ev = next(e for e in run["evals"] if e.method == "dae-feature")
+    view = sem_errors.patch_view(ev, data)
+    assert view.maps.shape == view.masks.shape == (len(data.labels), 32, 32)
+    table = error_analysis.misclassified(view)
+    predicted = ev.scores > ev.image_threshold.value
+    assert (table["kind"] == "false positive").sum() == int((predicted & (data.labels == 0)).sum())
+    assert (table["kind"] == "false negative").sum() == int((~predicted & (data.labels == 1)).sum())
+    fig = error_analysis.error_gallery(view, data.patches.test, max_per_kind=2)
+    assert fig.axes
+    by_area = error_analysis.detection_by_area(view, sem_errors.PATCH_AREA_EDGES)
+    assert by_area["n"].sum() == int(data.labels.sum())
+    defects = sem_errors.defect_detection(ev, data)
+    n_regions = sum(int(ndimage.label(m)[1]) for m in data.test_masks())
+    assert defects["n"].sum() == n_regions and defects["rate"].between(0, 1).all()
+    # a threshold below every score detects every defect, one above every score none
+    low = dataclasses.replace(ev, image_threshold=dataclasses.replace(ev.image_threshold, value=-1.0))
+    high = dataclasses.replace(ev, image_threshold=dataclasses.replace(ev.image_threshold, value=1e9))
+    assert (sem_errors.defect_detection(low, data)["rate"] == 1).all()
+    assert (sem_errors.defect_detection(high, data)["detected"] == 0).all()
+    matplotlib.pyplot.close("all")

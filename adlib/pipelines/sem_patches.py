@@ -8,10 +8,10 @@ Tables, figures and the depth study live in :mod:`adlib.pipelines.sem_views`.
 
 Conventions (kept the same everywhere in this notebook):
 
-* A score is a per-pixel MEAN of squared differences over the patch (the seed's ``||.||^2``
-  divided by the number of pixels: the same ranking, a readable scale):
-  ``rec = mean (x - AE(x))^2``, ``smooth = mean (x - x_den)^2``, ``feature = mean (x - f_mask)^2``,
-  where ``(x_den, f_mask) = Den(AE(x))`` (no noise at test time).
+* Scores and stitched maps: :mod:`adlib.pipelines.sem_scores` (re-exported here). The seed's
+  ``rec`` / ``smooth`` / ``feature`` are per-pixel mean squared differences; the SSIM
+  autoencoder (``ssim-ae``, beyond the seed, no denoiser) has one score, ``rec`` = mean
+  ``1 - SSIM(x, AE(x))`` per patch.
 * A "test image" row of the results' scores CSV is a TEST PATCH (the seed evaluates patches):
   ``path`` = ``<image file>#y=<row>,x=<col>`` (relative to the dataset root; top-left corner),
   ``label`` from its mask, ``score`` the patch score: the JSON's ``image_auroc`` / ``image_aupr``
@@ -28,28 +28,46 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
-from adlib import config, experiment, maps, metrics
+from adlib import config, experiment
 from adlib.config import SettingsError
 from adlib.data.patches import PatchSet, labelled_grid_patches
 from adlib.data.sem import sem_patches
 from adlib.data.torchdata import PatchDataset, make_loader
 from adlib.data.types import GOOD, Sample, Split
 from adlib.models.denoiser import FeatureDenoiser, denoiser_step
-from adlib.models.patch_ae import build_patch_model, training_step
+from adlib.models.patch_ae import SSIM_KIND, build_patch_model, training_step
+from adlib.pipelines.sem_scores import (  # re-exported: the notebook and tests use P.<name>
+    SCORES,
+    PatchEvaluation,
+    Stages,
+    evaluate,
+    evaluate_method,
+    run_stages,
+    ssim_scores,
+    stitch,
+    to_tensor,
+)
+
+__all__ = ["MODEL_NAMES", "SCORES", "VARIANTS", "Data", "PatchEvaluation", "Stages", "Trained",
+           "evaluate", "evaluate_method", "load", "run_stages", "save", "settings", "spec",
+           "ssim_scores", "stitch", "to_tensor", "train"]
+_evaluate_method = evaluate_method  # the name tests used before the move
 
 NOTEBOOK = "03_sem_patch_autoencoder_denoiser"
 VARIANTS: tuple[str, ...] = ("sae", "dae", "cvae")
-SCORES: tuple[str, ...] = ("rec", "smooth", "feature")
-MODEL_NAMES = {"sae": "SAE", "dae": "DAE", "cvae": "CVAE"}
+"""The seed's three autoencoders (each followed by a denoiser)."""
+SSIM_VARIANT = SSIM_KIND
+"""The SSIM autoencoder (``"ssim-ae"``, beyond the seed: one score, no denoiser)."""
+ALL_VARIANTS: tuple[str, ...] = (*VARIANTS, SSIM_VARIANT)
+MODEL_NAMES = {"sae": "SAE", "dae": "DAE", "cvae": "CVAE", SSIM_VARIANT: "SSIM-AE"}
 CATEGORY = "nanofibres"
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -58,21 +76,21 @@ PROFILES: dict[str, dict[str, Any]] = {
         "val_fraction": 0.5, "max_val_patches": 256, "label_min_fraction": 0.05, "base": 8,
         "latent_dim": 32, "batch_size": 64, "lr": 2e-3, "dae_noise": 0.1, "beta": 0.02,
         "den_depth": 4, "den_width": 8, "den_epochs": 1, "den_noise": 0.05, "den_lr": 1e-3,
-        "depth_study": [2, 4], "threshold_q": 0.95, "threads": 1,
+        "depth_study": [2, 4], "threshold_q": 0.95, "ssim_window": 7, "threads": 1,
     },
     "cpu": {
         "image_size": 32, "epochs": 12, "synthetic_size": "default", "n_train": 3000, "stride": 24,
         "val_fraction": 0.2, "max_val_patches": 1000, "label_min_fraction": 0.05, "base": 16,
         "latent_dim": 64, "batch_size": 64, "lr": 2e-3, "dae_noise": 0.1, "beta": 0.02,
         "den_depth": 20, "den_width": 8, "den_epochs": 2, "den_noise": 0.05, "den_lr": 1e-3,
-        "depth_study": [10, 20], "threshold_q": 0.95, "threads": 1,
+        "depth_study": [10, 20], "threshold_q": 0.95, "ssim_window": 7, "threads": 1,
     },
     "paper": {
         "image_size": 32, "epochs": 100, "synthetic_size": "default", "n_train": 20000,
         "stride": 16, "val_fraction": 0.2, "max_val_patches": 5000, "label_min_fraction": 0.05,
         "base": 32, "latent_dim": 128, "batch_size": 128, "lr": 1e-3, "dae_noise": 0.1,
         "beta": 0.02, "den_depth": 20, "den_width": 64, "den_epochs": 20, "den_noise": 0.05,
-        "den_lr": 1e-3, "depth_study": [10, 20], "threshold_q": 0.95, "threads": 0,
+        "den_lr": 1e-3, "depth_study": [10, 20], "threshold_q": 0.95, "ssim_window": 7, "threads": 0,
     },
 }
 """Per-profile settings. ``image_size`` is the PATCH side (32 in the seed); ``epochs`` are the
@@ -80,7 +98,8 @@ autoencoders' epochs, ``den_epochs`` the denoisers'. ``threads = 0`` leaves torc
 ``beta`` weights the CVAE's KL term against the per-patch sum of squared errors: seed eq. 3 with
 a Gaussian decoder of variance ``sigma^2`` is ``SSE + beta * KL`` with ``beta = 2 sigma^2``;
 0.02 assumes ``sigma = 0.1`` (``beta = 1``, the literal unit-variance reading, collapses the
-posterior: see the notebook's section 2)."""
+posterior: see the notebook's section 2). ``ssim_window`` is the SSIM autoencoder's window side
+(loss and score; 11 in Bergmann et al. for 128 px patches, 7 for our 32 px ones)."""
 
 SELECTION: tuple[str, ...] = ("depth_study",)  # only picks the study: not in the run id
 PARAMETERS: dict[str, str] = {
@@ -91,7 +110,7 @@ PARAMETERS: dict[str, str] = {
 
 _AT_LEAST = {"stride": 1, "den_depth": 1, "depth_study": 1, "n_train": 1, "max_val_patches": 1,
              "base": 1, "den_width": 1, "threads": 0, "lr": 1e-12, "den_lr": 1e-12,
-             "beta": 0.0, "dae_noise": 0.0, "den_noise": 0.0}
+             "beta": 0.0, "dae_noise": 0.0, "den_noise": 0.0, "ssim_window": 3}
 
 
 def _check(cfg: dict[str, Any]) -> None:
@@ -107,6 +126,9 @@ def _check(cfg: dict[str, Any]) -> None:
     if not 0.0 < cfg["threshold_q"] < 1.0:
         raise SettingsError(f"THRESHOLD_Q={cfg['threshold_q']!r}: a quantile strictly between 0 "
                             "and 1 is needed (0.95, not 95).")
+    if cfg["ssim_window"] % 2 == 0 or cfg["ssim_window"] > cfg["image_size"]:
+        raise SettingsError(f"SSIM_WINDOW={cfg['ssim_window']!r}: an odd window no larger than the "
+                            "patch (7 for 32x32 patches).")
     if cfg["synthetic_size"] not in ("tiny", "default"):
         raise SettingsError(f"SYNTHETIC_SIZE={cfg['synthetic_size']!r}: 'tiny' or 'default'.")
 
@@ -206,12 +228,6 @@ def load(
                 val_samples=list(val), train_samples=list(train), image_shapes=shapes, seed=seed)
 
 
-def to_tensor(patches: np.ndarray) -> torch.Tensor:
-    """uint8 (N, P, P[, C]) patches -> float (N, C, P, P) tensor in [0, 1]."""
-    arr = patches[..., None] if patches.ndim == 3 else patches
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -221,12 +237,14 @@ def _data_config(data: Data, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 _AE_KEYS = ("base", "latent_dim", "batch_size", "lr", "dae_noise", "beta")
+_SSIM_KEYS = ("base", "latent_dim", "batch_size", "lr", "ssim_window")
 
 
 def spec(data: Data, cfg: dict[str, Any], variant: str, *, seed: int | None = None) -> experiment.TrainSpec:
-    """The autoencoder ``variant``'s training run (seed eqs. 1-3); ``seed`` defaults to the data's."""
-    if variant not in VARIANTS:
-        raise SettingsError(f"Unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}.")
+    """The autoencoder ``variant``'s training run (seed eqs. 1-3, or the SSIM loss for
+    ``ssim-ae``); ``seed`` defaults to the data's."""
+    if variant not in ALL_VARIANTS:
+        raise SettingsError(f"Unknown variant {variant!r}: expected one of {', '.join(ALL_VARIANTS)}.")
     seed = data.seed if seed is None else seed
     torch.manual_seed(seed)
     model = build_patch_model(variant, 1, data.patch_size, cfg["base"], cfg["latent_dim"])
@@ -234,7 +252,8 @@ def spec(data: Data, cfg: dict[str, Any], variant: str, *, seed: int | None = No
     loader = make_loader(train_ds, batch_size=cfg["batch_size"], shuffle=True, seed=seed,
                          num_workers=0, drop_last=len(train_ds) > cfg["batch_size"])
     val_x = to_tensor(data.val)
-    ae_step = training_step(variant, noise_std=cfg["dae_noise"], beta=cfg["beta"])
+    ae_step = training_step(variant, noise_std=cfg["dae_noise"], beta=cfg["beta"],
+                            ssim_window=int(cfg["ssim_window"]))
 
     def step(model: torch.nn.Module, batch: Any, ctx: Any) -> torch.Tensor:  # noqa: ARG001
         return ae_step(model, batch)
@@ -247,7 +266,8 @@ def spec(data: Data, cfg: dict[str, Any], variant: str, *, seed: int | None = No
         name=f"{variant}-{data.split.dataset}", model=model,
         optimizer=torch.optim.Adam(model.parameters(), lr=cfg["lr"]), loader=loader,
         epochs=int(cfg["epochs"]), step_fn=step, val_fn=val_fn,
-        config={"model": variant, **_data_config(data, cfg), **{k: cfg[k] for k in _AE_KEYS}})
+        config={"model": variant, **_data_config(data, cfg),
+                **{k: cfg[k] for k in (_SSIM_KEYS if variant == SSIM_VARIANT else _AE_KEYS)}})
 
 
 @torch.no_grad()
@@ -313,7 +333,8 @@ def denoiser_spec(
 
 @dataclass
 class Trained:
-    """One autoencoder with its denoiser(s) by depth (each an :class:`adlib.experiment.Trained`)."""
+    """One autoencoder with its denoiser(s) by depth (each an :class:`adlib.experiment.Trained`);
+    the SSIM autoencoder has none."""
 
     variant: str
     ae: experiment.Trained
@@ -329,7 +350,7 @@ class Trained:
     @property
     def train_seconds(self) -> float:
         """Stored training seconds of the AE and its scoring denoiser (identical when reused)."""
-        return self.ae.train_seconds + self.denoiser.train_seconds
+        return self.ae.train_seconds + (self.denoiser.train_seconds if self.denoisers else 0.0)
 
     @property
     def reused(self) -> bool:
@@ -347,131 +368,17 @@ def train(
     depths: list[int] | None = None,
 ) -> Trained:
     """The autoencoder ``variant``, then its denoiser(s) with the AE frozen (``den_depth`` and
-    every depth in ``depths``), each trained or reused from its checkpoint."""
+    every depth in ``depths``; none for the SSIM autoencoder), each trained or reused from its
+    checkpoint."""
     where = dict(results_dir=results_dir, notebook=NOTEBOOK, run=run, device=device, force=force,
                  progress=progress)
     ae = experiment.train(spec(data, cfg, variant), **where)
     depth = int(cfg["den_depth"])
+    if variant == SSIM_VARIANT:
+        return Trained(variant, ae, {}, depth)
     dens = {d: experiment.train(denoiser_spec(data, cfg, variant, ae.model, d, device=device), **where)
             for d in sorted(set(depths or []) | {depth})}
     return Trained(variant, ae, dens, depth)
-
-
-# --------------------------------------------------------------------------- scoring
-
-
-@dataclass
-class Stages:
-    """Pipeline stages of a set of patches, each (N, 1, P, P) float32 on [0, 1] scale."""
-
-    x: np.ndarray
-    recon: np.ndarray
-    denoised: np.ndarray
-    mask: np.ndarray
-
-    def scores(self) -> dict[str, np.ndarray]:
-        """The three per-patch scores (mean squared difference), see the module docstring."""
-        def msd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return ((a - b) ** 2).reshape(len(a), -1).mean(axis=1).astype(np.float64)
-        return {"rec": msd(self.x, self.recon), "smooth": msd(self.x, self.denoised),
-                "feature": msd(self.x, self.mask)}
-
-
-@torch.no_grad()
-def run_stages(ae: torch.nn.Module, den: FeatureDenoiser, patches: np.ndarray,
-               device: torch.device | str = "cpu", batch_size: int = 256,
-               progress: bool = False, layers: int | None = None) -> Stages:
-    """Input, AE reconstruction, denoised output and feature mask of uint8 patches (no noise)."""
-    ae.eval()
-    den.eval()
-    parts: dict[str, list[np.ndarray]] = {"x": [], "recon": [], "denoised": [], "mask": []}
-    x_all = to_tensor(patches)
-    for i in tqdm(range(0, len(x_all), batch_size), desc="scoring", disable=not progress, leave=False):
-        x = x_all[i:i + batch_size].to(device)
-        r = ae(x)
-        out = den(r, layers=layers)
-        for key, val in (("x", x), ("recon", r), ("denoised", out.denoised), ("mask", out.mask)):
-            parts[key].append(val.cpu().numpy().astype(np.float32))
-    return Stages(**{k: np.concatenate(v) for k, v in parts.items()})
-
-
-def stitch(data: Data, patch_scores: np.ndarray) -> list[np.ndarray]:
-    """Full-image maps: each pixel = mean score of the test patches covering it."""
-    src, coords = data.patches.test_source, data.patches.test_coords
-    return [maps.stitch_patches(patch_scores[src == i], coords[src == i], shape, data.patch_size)
-            for i, shape in enumerate(data.image_shapes)]
-
-
-@dataclass
-class PatchEvaluation(experiment.Evaluation):
-    """:class:`adlib.experiment.Evaluation` of one (model, score) method: ``scores``, ``labels``
-    and the image thresholds are per test PATCH; ``maps``/``masks`` the stitched full-image maps
-    (one row of all pixels when image sizes differ: ``aupro`` is then None), one per image in
-    ``image_maps``."""
-
-    kind: str = ""
-    score: str = ""
-    image_maps: list[np.ndarray] = field(default_factory=list)
-
-    def patch_prf(self, oracle: bool = False) -> dict[str, float | None]:
-        """The seed's patch precision / recall / F1 at the validation (or ORACLE) threshold."""
-        t = self.oracle_image if oracle else self.image_threshold
-        if t is None:
-            return dict.fromkeys(("precision", "recall", "f1"))
-        prf = metrics.image_prf(self.scores, self.labels, t.value)
-        return {"precision": prf.precision, "recall": prf.recall, "f1": prf.f1}
-
-    def predicted_patches(self) -> np.ndarray:
-        """0/1 patch prediction at the validation threshold (``score > threshold``)."""
-        return self.image_threshold.predict(self.scores).astype(int)
-
-
-def _evaluate_method(data: Data, kind: str, score: str, test_scores: np.ndarray,
-                     val_scores: np.ndarray, q: float, masks: list[np.ndarray]) -> PatchEvaluation:
-    """Patch metrics (validation threshold + labelled oracle) and pixel metrics of stitched maps;
-    95 % intervals over test patches (image keys) and test images (pixel keys; equal sizes only)."""
-    method = f"{kind}-{score}"  # the results' method name, e.g. "dae-feature"
-    patch = experiment.evaluate(method, scores=test_scores, labels=data.labels,
-                                defects=data.patch_defects(), paths=data.patch_paths(),
-                                val_scores=val_scores, image_q=q)
-    image_maps = stitch(data, test_scores)
-    same_size = len({m.shape for m in image_maps}) == 1
-    if same_size:
-        stacked, gt = np.stack(image_maps), np.stack(masks)
-        defects = [s.defect if g.any() else GOOD for s, g in zip(data.split.test, masks, strict=True)]
-        paths = [data._relative(s.path) for s in data.split.test]
-    else:  # images of different sizes: pixel metrics over the concatenated pixels
-        stacked = np.concatenate([m.ravel() for m in image_maps])[None, None]
-        gt = np.concatenate([g.ravel() for g in masks])[None, None]
-        defects, paths = [data.split.test[0].defect], ["all test images"]
-    pixel = experiment.evaluate(  # its image-level values and intervals are replaced by the patches'
-        method, scores=stacked.reshape(len(stacked), -1).max(axis=1),
-        labels=gt.reshape(len(gt), -1).any(axis=1).astype(int), defects=defects, paths=paths,
-        val_scores=val_scores, image_q=q, maps=stacked, masks=gt,
-        pixel_thresholds={"patch_quantile": patch.image_threshold},
-        n_boot=patch.bootstrap["n"] if same_size else 0)  # one row of all pixels: no interval
-    merged = {**pixel.metrics, **{k: patch.metrics[k] for k in ("image_auroc", "image_aupr")}}
-    merged["aupro"] = merged["aupro"] if same_size else None  # no regions on concatenated pixels
-    pixel_ci = {k: v for k, v in pixel.ci95.items() if not k.startswith("image_")}
-    base = {f.name: getattr(patch, f.name) for f in dataclasses.fields(experiment.Evaluation)}
-    base.update(metrics=merged, maps=pixel.maps, masks=pixel.masks, ci95={**patch.ci95, **pixel_ci},
-                bootstrap={**pixel.bootstrap, **patch.bootstrap, "unit": "test patch"}
-                | ({"pixel_unit": "test image"} if pixel_ci else {}),
-                pixel_threshold=pixel.pixel_threshold, pixel_thresholds=pixel.pixel_thresholds,
-                oracle_pixel=pixel.oracle_pixel, oracle_per_defect=pixel.oracle_per_defect)
-    return PatchEvaluation(**base, kind=kind, score=score, image_maps=image_maps)
-
-
-def evaluate(trained: Trained, data: Data, cfg: dict[str, Any], *,
-             device: torch.device | str = "cpu", progress: bool = False) -> list[PatchEvaluation]:
-    """The ``rec``, ``smooth`` and ``feature`` methods of one autoencoder + denoiser; each
-    threshold is the ``threshold_q`` quantile of that score on the defect-free validation patches."""
-    ae, den = trained.ae.model.to(device), trained.denoiser.model.to(device)
-    test = run_stages(ae, den, data.patches.test, device, progress=progress).scores()
-    val = run_stages(ae, den, data.val, device).scores()
-    masks = data.test_masks()
-    return [_evaluate_method(data, trained.variant, score, test[score], val[score],
-                             float(cfg["threshold_q"]), masks) for score in SCORES]
 
 
 # --------------------------------------------------------------------------- results
@@ -488,7 +395,8 @@ def save(
         t = trained[ev.kind] if isinstance(trained, Mapping) else trained
         oracle = ev.oracle_image
         params = {**cfg, "score": ev.score, "model": ev.kind, "rows": "test patches",
-                  "score_definition": "mean squared difference per patch",
+                  "score_definition": "mean 1 - SSIM per patch" if ev.kind == SSIM_VARIANT
+                  else "mean squared difference per patch",
                   "patch_prf": {**ev.patch_prf(), "threshold_source": ev.image_threshold.source},
                   "patch_prf_oracle": {**ev.patch_prf(oracle=True),
                                        "threshold": oracle.value if oracle else None,

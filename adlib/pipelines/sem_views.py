@@ -162,7 +162,7 @@ def ranking_check(evals: Evals, data: Data | None = None) -> pd.DataFrame:
     baseline = energy_auroc(data) if data is not None else None
     rows = []
     for kind in MODEL_NAMES:
-        if (kind, "rec") not in by_key:
+        if not all((kind, s) in by_key for s in SCORES):  # the SSIM AE has no denoiser scores
             continue
         rec, smooth, feat = (by_key[(kind, s)] for s in SCORES)
         d_auc = feat.metrics["image_auroc"] - rec.metrics["image_auroc"]
@@ -190,6 +190,8 @@ def depth_study(data: Data, trained: Mapping[str, Trained],
     """
     rows = []
     for kind, t in trained.items():
+        if not t.denoisers:
+            continue
         masks = {}
         ae = t.ae.model.to(device)
         for depth, den in sorted(t.denoisers.items()):
@@ -221,7 +223,11 @@ def curves_grid(evals: Evals, kind: str = "roc") -> Figure:
                              squeeze=False)
     for r, model in enumerate(models):
         for c, score in enumerate(SCORES):
-            ev, ax = by_key[(model, score)], axes[r, c]
+            ax = axes[r, c]
+            if (model, score) not in by_key:  # the SSIM AE: reconstruction score only
+                ax.axis("off")
+                continue
+            ev = by_key[(model, score)]
             title = f"{MODEL_NAMES[model]} / {score}"
             if kind == "roc":
                 viz.roc_curves({ev.method: (ev.labels, ev.scores)}, title=title, ax=ax)
@@ -250,6 +256,7 @@ def stages_figure(trained: Mapping[str, Trained], data: Data, index: int,
     """The seed's Fig. 6 for one test patch: rows = pipeline stages (input, reconstruction,
     denoised, feature mask, residual ``|x - AE(x)|``), columns = models; ground truth on top."""
     names = ["input", "reconstruction", "denoised", "feature mask", "residual |x - AE(x)|"]
+    trained = {k: t for k, t in trained.items() if t.denoisers}
     fig, axes = plt.subplots(len(names), len(trained), figsize=(2.3 * len(trained), 2.2 * len(names)),
                              squeeze=False)
     gt = data.patches.test_masks[index]
