@@ -56,8 +56,8 @@ class ScoreRun:
         return self.seconds / max(1, len(self.results))
 
 
-MASK_FOLDERS = ("ground_truth", "Label")
-"""Folders of ground-truth masks in the course's layouts (MVTec AD, DAGM): never scored."""
+MASK_FOLDERS = ("ground_truth", "Label", "gt", "GroundTruth")
+"""Folders of ground-truth masks in the course's layouts (MVTec AD, DAGM, SEM, RSDDs): never scored."""
 
 
 def _is_mask(rel: Path) -> bool:
@@ -66,7 +66,7 @@ def _is_mask(rel: Path) -> bool:
 
 def find_images(folder: str | os.PathLike, include_masks: bool = False) -> list[Path]:
     """Every image file under ``folder``, recursively and sorted; hidden files and folders are
-    skipped, and so are ground-truth masks (``ground_truth/``, ``Label/``, ``*_mask``, ``*_label``)
+    skipped, and so are ground-truth masks (:data:`MASK_FOLDERS`, ``*_mask``, ``*_label``)
     unless ``include_masks``."""
     from adlib.data.io import is_image_file
 
@@ -221,7 +221,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true", help="list and skip unreadable images instead of stopping")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
     p.add_argument("--include-masks", action="store_true", help="also score files that look like ground-truth "
-                   "masks (ground_truth/, Label/, *_mask, *_label), skipped by default")
+                   "masks (in ground_truth/, Label/, gt/, GroundTruth/; *_mask, *_label), skipped by default")
     p.add_argument("--no-heatmaps", action="store_true", help="scores only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

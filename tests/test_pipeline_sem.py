@@ -173,7 +173,8 @@ def test_train_evaluate_save(run: dict, data: P.Data, cfg: dict) -> None:
         "score_definition"] == "mean 1 - SSIM per patch"
     for ev in evals:
         rec = json.loads(by_name[f"{ev.method}-sem-nanofibres-{RUN}.json"].read_text())
-        assert list(rec) == [*results.RESULT_KEYS, "ci95", "bootstrap"] and rec["run_id"] == RUN
+        assert list(rec) == [*results.RESULT_KEYS, "model_bundle", "ci95", "bootstrap"] and rec["run_id"] == RUN
+        assert (run["paths"][0].parent / rec["model_bundle"]).is_file()
         assert rec["synthetic"] is True and rec["profile"] == "smoke"
         assert rec["threshold_source"].startswith("normal-validation")
         assert rec["params"]["patch_prf_oracle"]["threshold_source"] == "oracle-test"

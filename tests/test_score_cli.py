@@ -59,7 +59,7 @@ def assert_parity(json_path: Path, images: Path, out: Path, *extra: str, onnx: b
         assert not list(out.with_name(out.name + "-onnx").glob(".*"))  # one self-contained file, no leftovers
         assert "(onnx)" in (out.with_name(out.name + "-onnx") / "index.html").read_text()
     nb = pd.read_csv(json_path.with_name(json_path.name[:-5] + ".scores.csv"))
-    nb["key"] = [_key(p) for p in nb.path]
+    nb["key"] = [_key(p if Path(p.partition("#")[0]).is_absolute() else images / p) for p in nb.path]
     cli_df = _cli_scores(json_path, images, out, *extra)
     both = nb.merge(cli_df, on="key", suffixes=("_nb", "_cli"))
     if patch_rows:  # the folder also holds training strips: every notebook row must be there
@@ -134,6 +134,26 @@ def test_patch_models_parity_rsdd(tmp_path: Path) -> None:
     both = assert_parity(q, strips, tmp_path / "pc", "--no-heatmaps", patch_rows=True)
     assert both.key.str.contains("#y").all()
     assert (tmp_path / "pc" / "scores.csv").is_file()  # one row per strip beside the patch rows
+
+
+def test_sem_patch_models_parity(tmp_path: Path) -> None:
+    """SEM: every score kind (rec of the seed AE, smooth and feature through its denoiser, the SSIM
+    AE's 1 - SSIM) from its own bundle; rows ``<image>#y=..,x=..`` relative to the data folder."""
+    from adlib.pipelines import sem_patches as P
+
+    cfg = P.settings("smoke", {"n_train": 64, "max_val_patches": 32, "den_depth": 2, "den_width": 4, "base": 4,
+                               "latent_dim": 8})
+    data = P.load(cfg, data_root=None, seed=0, progress=False)
+    run = "s0-0a1b2c"
+    paths = []
+    for variant in ("dae", P.SSIM_VARIANT):
+        tr = P.train(data, cfg, variant, results_dir=tmp_path, run=run, force=True, progress=False)
+        paths += P.save(P.evaluate(tr, data, cfg), tr, data, cfg, results_dir=tmp_path, profile="smoke",
+                        seed=0, run=run)
+    assert len(paths) == 4  # dae-rec, dae-smooth, dae-feature, ssim-ae-rec
+    for i, p in enumerate(paths):
+        assert_parity(p, Path(data.split.root), tmp_path / f"out{i}", "--no-heatmaps", patch_rows=True,
+                      onnx=i in (2, 3))  # ONNX: the AE + denoiser graph and the SSIM AE's
 
 
 def test_fanogan_and_ae256_parity(tmp_path: Path) -> None:

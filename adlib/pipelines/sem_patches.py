@@ -389,7 +389,10 @@ def save(
     cfg: dict[str, Any], *, results_dir: str | Path, profile: str, seed: int, run: str,
 ) -> list[Path]:
     """One results file per method (GUIDE section 2; one scores-CSV row per test patch);
-    ``trained``: the evaluations' :class:`Trained`, or ``{variant: Trained}`` for several models."""
+    ``trained``: the evaluations' :class:`Trained`, or ``{variant: Trained}`` for several models.
+    Each method's model bundle (:mod:`adlib.scoring.sem`) is written beside its JSON."""
+    from adlib.scoring.sem import sem_bundle
+
     out = []
     for ev in evals:
         t = trained[ev.kind] if isinstance(trained, Mapping) else trained
@@ -404,5 +407,5 @@ def save(
         out.append(experiment.save(
             ev, results_dir=results_dir, notebook=NOTEBOOK, split=data.split,
             synthetic=data.synthetic, profile=profile, seed=seed, run=run,
-            train_seconds=t.seconds(ev.score), params=params))
+            train_seconds=t.seconds(ev.score), params=params, bundle=sem_bundle(ev, t, data, cfg, run)))
     return out
