@@ -82,7 +82,7 @@ def render_dagm_like(
         return to_uint8(image), None, None
     soft = _scratch(size, rng)
     # Mostly dark scratches (a few bright ones), as deep as the texture's darkest specks.
-    contrast = (1.0 if rng.random() < 0.15 else -1.0) * rng.uniform(0.12, 0.25)
+    contrast = (1.0 if rng.random() < 0.15 else -1.0) * rng.uniform(0.16, 0.33)
     image = D.blend(image, soft, np.clip(image + contrast, 0, 1), 1.0)
     mask = soft > 0.5
     label = D.covering_ellipse(mask, margin=rng.uniform(3, 6) * size / 256)
