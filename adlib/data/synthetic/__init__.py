@@ -37,7 +37,7 @@ __all__ = [
     "synthetic_params",
 ]
 
-GENERATOR_VERSION = "6"
+GENERATOR_VERSION = "7"
 """Bump when a generator changes its output: cached data sets are then regenerated."""
 
 KINDS: tuple[str, ...] = ("mvtec", "dagm", "rsdd", "sem")
