@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_arguments", "run_from_args", "score_folder", "find_images", "reproduce", "ImageResult", "ScoreRun"]
+__all__ = ["add_arguments", "run_from_args", "score_folder", "find_images", "reproduce", "images_folder", "notebook_demo", "ImageResult", "ScoreRun"]
 
 
 @dataclass
@@ -278,3 +278,29 @@ def reproduce(results_json: str | os.PathLike, images: str | os.PathLike, out: s
                           "cli": [cli.get(_key(p), float("nan")) for p in nb.path]})
     table["difference"] = (table.notebook - table.cli).abs()
     return run, table
+
+
+def images_folder(split: Any) -> Path:
+    """The folder that holds a split's test images (what to point ``adlib score`` at)."""
+    first = Path(split.test[0].path)
+    if split.dataset == "mvtec":
+        return Path(split.root) / split.category / "test"
+    return first.parent if split.dataset == "dagm" else Path(split.root)
+
+
+def notebook_demo(results_json: str | os.PathLike, split: Any, out: str | os.PathLike) -> Any:
+    """A model notebook's last step: the command that scores new images with this run's bundle,
+    run on the notebook's own test images; prints the time per image and the largest difference
+    to the notebook's scores, returns the five highest-scoring rows of ``scores.csv``."""
+    import json
+
+    import pandas as pd
+
+    folder = images_folder(split)
+    bundle = Path(results_json).parent / json.loads(Path(results_json).read_text())["model_bundle"]
+    print(f"adlib score --model {bundle} \\\n    --images {folder} --out {out}")
+    run, table = reproduce(results_json, folder, out)
+    print(f"{len(run.results)} images scored in {run.seconds:.1f} s ({run.seconds_per_image * 1000:.0f} ms per image, "
+          f"heatmap included); {int(table.cli.notna().sum())} of this notebook's {len(table)} scores found again, "
+          f"largest difference {table.difference.max():.2g}; gallery: {Path(out) / 'index.html'}")
+    return pd.read_csv(Path(out) / "scores.csv").sort_values("score", ascending=False).head()

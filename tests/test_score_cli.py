@@ -252,3 +252,20 @@ def test_export_refuses_a_graph_that_disagrees(tmp_path: Path, monkeypatch: pyte
     assert not (tmp_path / "bad.onnx").exists()
     assert cli.main(["export", "--model", str(B.save_bundle(b, tmp_path / "b.model.pt")), "--out",
                      str(tmp_path / "cli.onnx")]) == 1  # the CLI reports the same refusal
+
+
+def test_notebook_demo_on_a_notebook_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The notebooks' last cell: the command, then the same scores back from the CLI."""
+    from adlib.pipelines import hazelnut_ae as P
+    from adlib.score_cli import images_folder, notebook_demo
+
+    cfg = P.settings("smoke", {"image_size": 32})
+    data = P.load(cfg, data_root=None, seed=0, progress=False)
+    tr = P.train(data, cfg, "l2", results_dir=tmp_path, run="s0-0d1e2f", force=True, progress=False)
+    (p,) = P.save(P.evaluate(tr, data, cfg), tr, data, cfg, results_dir=tmp_path, profile="smoke", seed=0,
+                  run="s0-0d1e2f")
+    assert images_folder(data.split) == Path(data.split.test[0].path).parents[1]
+    top = notebook_demo(p, data.split, tmp_path / "scored")
+    text = capsys.readouterr().out
+    assert "adlib score --model" in text and f"{len(data.split.test)} of this notebook's" in text
+    assert list(top.columns) == ["path", "score", "anomalous"] and top.score.is_monotonic_decreasing
