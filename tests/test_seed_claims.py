@@ -160,3 +160,16 @@ def test_seed_001_claims_bottle_only() -> None:
     assert _find(v, "beats the autoencoder on carpet") == "not checked"
     assert _find(v, "worse on carpet than on bottle") == "not checked"
     assert "real MVTec bottle" in set(table["data"])
+
+
+def test_seed_000_tau_claims_fall_back_to_ratios_around_the_validation_tau() -> None:
+    data = NS(synthetic=True, split=NS(category="hazelnut"))
+    l2 = _hazelnut_eval(pixel_f1=0.5)
+    l2.maps = l2.maps / 10  # every residual below the seed's tau 0.2: the seed's taus predict nothing
+    l2.threshold = Threshold(0.07 ** 2, "normal-validation:test")  # RMS 0.07, between band and defects
+    table = hazelnut_views.seed_claims(data, l2, None, None)
+    v = _verdicts(table)
+    assert _find(v, "tau too high") == "holds"
+    assert _find(v, "tau too low") == "holds"
+    measured = " ".join(table["measured"])
+    assert "ratios around the validation tau" in measured and "tau 0.245 vs 0.07" in measured
