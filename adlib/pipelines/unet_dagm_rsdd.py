@@ -428,7 +428,8 @@ def evaluate_rule(method: str, rule: rules.Rule, raw: np.ndarray, val_raw: np.nd
     ev = experiment.evaluate(method, scores=d.scores, labels=data.test_labels,
                              defects=data.test_defects, paths=data.test_paths,
                              val_scores=d.val_scores, maps=d.maps, masks=data.test_masks,
-                             val_maps=d.val_maps, pixel_thresholds={"chosen": pix}, n_boot=n_boot)
+                             val_maps=d.val_maps, pixel_thresholds={"chosen": pix}, n_boot=n_boot,
+                             compare_rules=not rule.two_stage)  # gated maps mislead rules below the gate
     base = {f.name: getattr(ev, f.name) for f in fields(ev)}
     base["image_threshold"] = d.image_threshold  # the rule's image threshold (threshold_method)
     out = Evaluation(**base, rule=rule, rule_source=rule_source, raw_maps=raw, val_raw=val_raw,
