@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 __all__ = ["BundleError", "Bundle", "FORMAT", "FORMAT_VERSION", "SUFFIX", "save_bundle", "load_bundle",
-           "bundle_path", "threshold_dict"]
+           "bundle_path", "save_beside", "threshold_dict"]
 
 FORMAT = "adlib-model-bundle"
 FORMAT_VERSION = 1
@@ -113,6 +113,14 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     from adlib.checkpoints import save_checkpoint
 
     return save_checkpoint(_plain(bundle.to_dict(), "bundle"), path)
+
+
+def save_beside(bundle: Bundle, folder: str | os.PathLike, results_json_name: str) -> str:
+    """Write ``bundle`` as ``<results name>.model.pt`` in ``folder``; returns the file name (the
+    results JSON's ``model_bundle``)."""
+    name = bundle_path(results_json_name).name
+    save_bundle(bundle, Path(folder) / name)
+    return name
 
 
 def _major(version: str) -> str:

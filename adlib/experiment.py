@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 
 from adlib import bootstrap as boot
+from adlib import bundle as bundles
 from adlib import metrics as metric_fns
 from adlib import results, thresholds
 from adlib import threshold_rules as trules
@@ -486,12 +487,8 @@ def save(
     if "image_f1" in ci:  # at the final image threshold: a pipeline may replace it after evaluate()
         ci["image_f1"] = boot.image_ci(ev.scores, ev.labels, threshold=ev.image_threshold.value,
                                        n_boot=ev.bootstrap["n"], seed=ev.bootstrap["seed"])["image_f1"]
-    bundle_name = None
-    if bundle is not None:
-        from adlib.bundle import SUFFIX, save_bundle
-
-        bundle_name = results.results_name(ev.method, split.dataset, split.category, run, SUFFIX)
-        save_bundle(bundle, Path(results_dir) / notebook / bundle_name)
+    bundle_name = None if bundle is None else bundles.save_beside(
+        bundle, Path(results_dir) / notebook, results.results_name(ev.method, split.dataset, split.category, run))
     return results.save_results(
         results_dir, notebook=notebook, method=ev.method, dataset=split.dataset,
         category=split.category, synthetic=synthetic, profile=profile, seed=seed,

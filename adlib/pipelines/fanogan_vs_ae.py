@@ -86,8 +86,7 @@ GAN_KEYS = ("gan_image_size", "gan_width", "latent_dim", "gan_lr", "gan_batch", 
 PIXEL_QUANTILE = 0.99  # the pixel rules' target false-alarm rate is 1 - this (1 % of normal pixels)
 PIXEL_RULE = "auto"
 """The results' pixel rule (:mod:`adlib.threshold_rules`; auto: best transfer between validation halves)."""
-IMAGE_QUANTILE = 0.95
-"""Image threshold: this quantile of the validation image scores."""
+IMAGE_QUANTILE = 0.95  # image threshold: this quantile of the validation image scores
 _QUANTILES = {"pixel_quantile": PIXEL_QUANTILE, "image_quantile": IMAGE_QUANTILE}
 
 
