@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_arguments", "run_from_args", "score_folder", "find_images", "reproduce", "images_folder", "notebook_demo", "ImageResult", "ScoreRun"]
+__all__ = ["add_arguments", "run_from_args", "score_folder", "find_images", "reproduce", "row_key", "images_folder", "notebook_demo", "ImageResult", "ScoreRun"]
 
 
 @dataclass
@@ -246,7 +246,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key(path: str | os.PathLike) -> str:
+def row_key(path: str | os.PathLike) -> str:
+    """A comparable key of a scores row: the resolved file path, a patch suffix (``#y..``) kept."""
     file, _, patch = str(path).partition("#")
     return str(Path(file).resolve()) + (f"#{patch}" if patch else "")
 
@@ -273,9 +274,9 @@ def reproduce(results_json: str | os.PathLike, images: str | os.PathLike, out: s
     nb = pd.read_csv(results_json.with_name(results_json.name[: -len(".json")] + ".scores.csv"))
     rows = ([(p, s) for r in run.results for p, s in r.patches] if any(r.patches for r in run.results)
             else [(r.path, r.score) for r in run.results])
-    cli = {_key(Path(images) / p): s for p, s in rows}
+    cli = {row_key(Path(images) / p): s for p, s in rows}
     table = pd.DataFrame({"path": nb.path, "notebook": nb.score,
-                          "cli": [cli.get(_key(p), float("nan")) for p in nb.path]})
+                          "cli": [cli.get(row_key(p), float("nan")) for p in nb.path]})
     table["difference"] = (table.notebook - table.cli).abs()
     return run, table
 

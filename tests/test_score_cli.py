@@ -18,6 +18,7 @@ import torch
 
 from adlib import cli
 from adlib.bundle import BundleError, load_bundle
+from adlib.score_cli import row_key
 
 TOL = 1e-4
 
@@ -36,16 +37,11 @@ def _cli_scores(json_path: Path, images: Path, out: Path, *extra: str) -> pd.Dat
     assert rc == 0
     patches = (out / "patches.csv").is_file()
     df = pd.read_csv(out / ("patches.csv" if patches else "scores.csv"))
-    df["key"] = [_key(images / p) for p in df.path]
+    df["key"] = [row_key(images / p) for p in df.path]
     if patches:  # one row per patch; anomalous is decided per image
         df["anomalous"] = (df.score > load_bundle(bundle).image_threshold).astype(int)
     return df
 
-
-def _key(path: Path | str) -> str:
-    """A comparable row key: the resolved file path, with a patch suffix (``#y..``) kept."""
-    file, _, patch = str(path).partition("#")
-    return str(Path(file).resolve()) + (f"#{patch}" if patch else "")
 
 
 def assert_parity(json_path: Path, images: Path, out: Path, *extra: str, onnx: bool = True,
@@ -59,7 +55,7 @@ def assert_parity(json_path: Path, images: Path, out: Path, *extra: str, onnx: b
         assert not list(out.with_name(out.name + "-onnx").glob(".*"))  # one self-contained file, no leftovers
         assert "(onnx)" in (out.with_name(out.name + "-onnx") / "index.html").read_text()
     nb = pd.read_csv(json_path.with_name(json_path.name[:-5] + ".scores.csv"))
-    nb["key"] = [_key(p if Path(p.partition("#")[0]).is_absolute() else images / p) for p in nb.path]
+    nb["key"] = [row_key(p if Path(p.partition("#")[0]).is_absolute() else images / p) for p in nb.path]
     cli_df = _cli_scores(json_path, images, out, *extra)
     both = nb.merge(cli_df, on="key", suffixes=("_nb", "_cli"))
     if patch_rows:  # the folder also holds training strips: every notebook row must be there
@@ -101,29 +97,29 @@ def test_conv_ae_parity_and_outputs(tmp_path: Path) -> None:
     assert b.thresholds["pixel"]["source"].startswith("normal-validation")
 
 
-def test_unet_parity_dagm(tmp_path: Path) -> None:
+def _unet_results(dataset: str, results_dir: Path, run: str) -> tuple[Path, object]:
+    """A smoke-trained notebook-02 UNet AE on ``dataset``, saved: its results JSON and data."""
     from adlib.pipelines import unet_dagm_rsdd as P
 
     cfg = P.settings("smoke")
-    data = P.load(cfg, data_root=None, dataset="dagm", seed=0, progress=False)
-    run = "s0-0d0d0d"
-    tr = P.train(data, cfg, "unet-ae", results_dir=tmp_path, run=run, force=True, progress=False)
-    (p,) = P.save(P.evaluate(tr, data, cfg, progress=False), tr, data, cfg, results_dir=tmp_path,
+    data = P.load(cfg, data_root=None, dataset=dataset, seed=0, progress=False)
+    tr = P.train(data, cfg, "unet-ae", results_dir=results_dir, run=run, force=True, progress=False)
+    (p,) = P.save(P.evaluate(tr, data, cfg, progress=False), tr, data, cfg, results_dir=results_dir,
                   profile="smoke", seed=0, run=run)
+    return p, data
+
+
+def test_unet_parity_dagm(tmp_path: Path) -> None:
+    p, data = _unet_results("dagm", tmp_path, "s0-0d0d0d")
     assert_parity(p, Path(data.test_paths[0]).parent, tmp_path / "out")
 
 
 def test_patch_models_parity_rsdd(tmp_path: Path) -> None:
     """RSDDs: the UNet AE and PatchCore score grid patches of each strip (rows ``<strip>#y..x..``)."""
     from adlib.pipelines import feature_embed as F
-    from adlib.pipelines import unet_dagm_rsdd as P
 
-    cfg = P.settings("smoke")
-    data = P.load(cfg, data_root=None, dataset="rsdd", seed=0, progress=False)
     run = "s0-0b0b0b"
-    tr = P.train(data, cfg, "unet-ae", results_dir=tmp_path, run=run, force=True, progress=False)
-    (p,) = P.save(P.evaluate(tr, data, cfg, progress=False), tr, data, cfg, results_dir=tmp_path,
-                  profile="smoke", seed=0, run=run)
+    p, data = _unet_results("rsdd", tmp_path, run)
     strips = Path(data.split.root)
     assert_parity(p, strips, tmp_path / "unet", patch_rows=True)
     fcfg = F.settings("smoke")

@@ -232,14 +232,15 @@ class Scorer:
 
 
 def bundle_from(family: str, method: str, *, nets: Mapping[str, Any], preprocess: Mapping[str, Any],
-                post: Mapping[str, Any], image_threshold: Any, pixel_threshold: Any = None,
-                meta: Mapping[str, Any] | None = None) -> Bundle:
-    """A :class:`~adlib.bundle.Bundle` from a family's parts (thresholds as ``Threshold`` objects)."""
+                post: Mapping[str, Any], image_threshold: Any, pixel_threshold: Any, notebook: str,
+                split: Any, run: str) -> Bundle:
+    """A :class:`~adlib.bundle.Bundle` from a family's parts (thresholds as ``Threshold`` objects);
+    its meta names the notebook, the split's dataset and category, and the run."""
     from adlib.bundle import threshold_dict
 
     return Bundle(family=family, method=method, nets=dict(nets), preprocess=dict(preprocess), post=dict(post),
                   thresholds={"image": threshold_dict(image_threshold), "pixel": threshold_dict(pixel_threshold)},
-                  meta=dict(meta or {}))
+                  meta={"notebook": notebook, "dataset": split.dataset, "category": split.category, "run_id": run})
 
 
 def relative(path: str | os.PathLike, root: str | os.PathLike) -> str:

@@ -46,6 +46,9 @@ def feature_bundle(ev: Any, fitted: Any, data: Any, cfg: Mapping[str, Any], run:
                  "reweight": cfg["reweight"], "neighbours": cfg["neighbours"]}
                 if fitted.variant == "patchcore" else {"eps": cfg["padim_eps"]})
     extractor = sp.extractor
+    score = "maximum of the map"
+    if fitted.variant == "patchcore":
+        score = "largest patch distance" + (" (reweighted)" if cfg.get("reweight") else "")
     return bundle_from(
         fitted.variant, ev.method, nets={"model": {"state": state, "kwargs": model_kw}},
         preprocess=({"size": None, "channels": 1, "unit": "patch", "patch": [data.size, data.size],
@@ -55,12 +58,9 @@ def feature_bundle(ev: Any, fitted: Any, data: Any, cfg: Mapping[str, Any], run:
         post={"backbone": extractor.backbone, "layers": list(extractor.layers), "pad": int(extractor.pad),
               "neighbourhood": int(sp.neighbourhood), "channels": sp.channels, "map_sigma": float(cfg["map_sigma"]),
               "batch_size": int(cfg["batch_size"]),
-              "score": "largest patch distance" + (" (reweighted)" if cfg.get("reweight") and fitted.variant ==
-                                                   "patchcore" else "") if fitted.variant == "patchcore"
-              else "maximum of the map"},
+              "score": score},
         image_threshold=ev.image_threshold, pixel_threshold=ev.pixel_threshold,
-        meta={"notebook": fe.NOTEBOOK, "dataset": data.split.dataset, "category": data.split.category,
-              "run_id": run})
+        notebook=fe.NOTEBOOK, split=data.split, run=run)
 
 
 class _FeatureScorer(Scorer):

@@ -45,8 +45,7 @@ def fanogan_bundle(ev: Any, trained: Any, data: Any, cfg: Mapping[str, Any], run
                        post={"kappa": float(cfg["kappa"]), "map": "|x - G(E(x))|, channel mean",
                              "score": "A(x) = image residual + kappa * feature residual"},
                        image_threshold=ev.image_threshold, pixel_threshold=ev.pixel_threshold,
-                       meta={"notebook": fv.NOTEBOOK, "dataset": data.split.dataset,
-                             "category": data.split.category, "run_id": run})
+                       notebook=fv.NOTEBOOK, split=data.split, run=run)
 
 
 def notebook04_bundle(ev: Any, trained: Any, data: Any, cfg: Mapping[str, Any], run: str) -> Bundle:

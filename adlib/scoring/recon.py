@@ -19,10 +19,6 @@ from adlib.scoring.base import Scored, Scorer, bundle_from, net_entry
 __all__ = ["ConvAEScorer", "AE256Scorer", "UNetScorer", "conv_ae_bundle", "ae256_bundle", "unet_bundle"]
 
 
-def _meta(notebook: str, split: Any, run: str) -> dict[str, Any]:
-    return {"notebook": notebook, "dataset": split.dataset, "category": split.category, "run_id": run}
-
-
 # --------------------------------------------------------------------------- notebook 01
 
 
@@ -40,7 +36,7 @@ def conv_ae_bundle(ev: Any, trained: Any, data: Any, cfg: Mapping[str, Any], run
               "map": "squared colour difference" if trained.variant == "l2" else "1 - SSIM",
               "smooth_sigma": hazelnut_ae.smooth_sigma(vdata.image_size)},
         image_threshold=ev.image_threshold, pixel_threshold=ev.threshold,
-        meta=_meta(hazelnut_ae.NOTEBOOK, data.split, run))
+        notebook=hazelnut_ae.NOTEBOOK, split=data.split, run=run)
 
 
 class ConvAEScorer(Scorer):
@@ -82,7 +78,7 @@ def ae256_bundle(ev: Any, trained: Any, data: Any, cfg: Mapping[str, Any], run: 
                        preprocess={"size": [size, size], "channels": channels},
                        post={"map": "squared error, channel mean", "score": "mean"},
                        image_threshold=ev.image_threshold, pixel_threshold=ev.pixel_threshold,
-                       meta=_meta(fv.NOTEBOOK, data.split, run))
+                       notebook=fv.NOTEBOOK, split=data.split, run=run)
 
 
 class AE256Scorer(Scorer):
@@ -121,7 +117,7 @@ def unet_bundle(ev: Any, trained: Any, data: Any, cfg: Mapping[str, Any], run: s
         post={"rule": {k: v for k, v in vars(ev.rule).items()}, "rule_name": ev.rule.name(),
               "map": "squared residual, channel mean"},
         image_threshold=ev.image_threshold, pixel_threshold=ev.pixel_threshold,
-        meta=_meta(ud.NOTEBOOK, data.split, run))
+        notebook=ud.NOTEBOOK, split=data.split, run=run)
 
 
 class UNetScorer(Scorer):

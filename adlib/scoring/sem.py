@@ -56,7 +56,7 @@ def sem_bundle(ev: Any, trained: Any, data: Any, cfg: Mapping[str, Any], run: st
               "ssim_window": int(cfg["ssim_window"]) if ssim else None,
               "definition": "mean 1 - SSIM per patch" if ssim else "mean squared difference per patch"},
         image_threshold=ev.image_threshold, pixel_threshold=ev.pixel_threshold,
-        meta={"notebook": sp.NOTEBOOK, "dataset": data.split.dataset, "category": data.split.category, "run_id": run})
+        notebook=sp.NOTEBOOK, split=data.split, run=run)
 
 
 class SemPatchScorer(Scorer):
