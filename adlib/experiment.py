@@ -394,7 +394,8 @@ def evaluate(
         pixel_thresholds: ``{rule: Threshold}`` from defect-free validation data; default: the
             0.999 pixel quantile of ``val_maps``.
         pixel_rule: which of ``pixel_thresholds`` the results use (default: the first);
-            ``"auto"``: the :func:`adlib.threshold_rules.choose_rule` pick on ``val_maps``.
+            ``"auto"``: the :func:`adlib.threshold_rules.choose_rule` pick on ``val_maps``; any
+            other rule of :data:`adlib.threshold_rules.RULES` is fitted on ``val_maps`` too.
         oracle: also compute the ORACLE (test-set best-F1) thresholds.
         n_boot, boot_seed: resamples (stratified by label) and seed of the 95 % intervals over
             test images (at the honest thresholds); ``n_boot=0`` skips them.
@@ -416,10 +417,11 @@ def evaluate(
                thresholds.threshold_from_normal(val_scores, method="quantile", q=image_q))
     pixel = dict(pixel_thresholds or {})
     with_rules = compare_rules and maps is not None and masks is not None and val_maps is not None
-    if with_rules or (pixel_rule == "auto" and "auto" not in pixel and val_maps is not None):
+    named = pixel_rule in (*trules.RULES, "auto")  # a rule of adlib.threshold_rules
+    if with_rules or (named and pixel_rule not in pixel and val_maps is not None):
         rules = rules or trules.all_thresholds(
             np.asarray(val_maps), rule_spec or trules.RuleSpec.for_maps(np.shape(val_maps)))
-        if pixel_rule == "auto":  # every rule beside the one the results use
+        if named:  # every rule beside the one the results use
             pixel = {**rules[0], **pixel}
     if maps is not None and masks is not None and not pixel:
         if val_maps is None:

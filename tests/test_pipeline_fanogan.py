@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from adlib import experiment, metrics, results
+from adlib import experiment, metrics, results, threshold_rules
 from adlib.config import SettingsError
 from adlib.data.types import DataError
 from adlib.pipelines import fanogan_views as views
@@ -135,7 +135,11 @@ def test_smoke_run_writes_guide_results(smoke_run, data: pipe.Data) -> None:
         assert params["image_threshold"] == pytest.approx(ev.image_threshold.value)
         assert params["image_threshold_source"].startswith("normal-validation")
         assert params["pixel_quantile"] == pipe.PIXEL_QUANTILE
-        assert rec["threshold"] == pytest.approx(np.quantile(ev.val_maps, pipe.PIXEL_QUANTILE), rel=1e-5)
+        # the pixel threshold is the auto rule's pick, refitted here from the validation maps alone
+        spec = threshold_rules.RuleSpec.for_maps(np.shape(ev.val_maps), rate=1 - pipe.PIXEL_QUANTILE)
+        fitted, choice = threshold_rules.all_thresholds(np.asarray(ev.val_maps), spec)
+        assert params["threshold_rule_auto"] == choice.rule
+        assert rec["threshold"] == pytest.approx(fitted[choice.rule].value, rel=1e-5)
         labels = scores["label"].to_numpy()
         f1 = metrics.image_prf(scores["score"].to_numpy(), labels, params["oracle_image_threshold"]).f1
         assert params["oracle_image_f1"] == pytest.approx(f1) and 0.0 < f1 <= 1.0

@@ -9,7 +9,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from adlib import experiment, results
+from adlib import experiment, results, threshold_rules
 from adlib.config import SettingsError
 from adlib.pipelines import feature_embed as P
 from adlib.pipelines import feature_views as V
@@ -126,4 +126,9 @@ def test_an_unreadable_fit_is_refitted_with_a_warning(tmp_path: Path) -> None:
     assert not again.reused and again.checkpoint.stat().st_size > 100
     (ev,) = P.evaluate(again, data, cfg)
     assert ev.pixel_threshold.source.startswith("normal-validation")
-    assert ev.pixel_threshold.value == pytest.approx(np.quantile(P.score(again, data.val, cfg).maps, 0.999))
+    val_maps = P.score(again, data.val, cfg).maps  # the results' rule, refitted from them alone
+    assert P.PIXEL_RULE == "image_max"
+    expected = threshold_rules.image_max_threshold(val_maps, cfg["image_threshold_q"])
+    assert ev.pixel_threshold.value == pytest.approx(expected.value)
+    assert ev.pixel_threshold.value == pytest.approx(np.quantile(val_maps.reshape(len(val_maps), -1).max(1),
+                                                                 cfg["image_threshold_q"]))

@@ -180,7 +180,9 @@ def test_reuse_from_checkpoint_reproduces_metrics_and_seconds(
 
 
 def test_both_validation_rules_come_from_validation_maps_only(ev: hazelnut_ae.Evaluation, data, cfg) -> None:
-    assert set(ev.pixel_thresholds) == {"auto", "region", "quantile", "k_sigma", "tail"}
+    assert set(ev.pixel_thresholds) == {"auto", "region", "quantile", "k_sigma", "tail", "image_max"}
+    maxima = ev.val_maps.reshape(len(ev.val_maps), -1).max(axis=1)
+    assert ev.pixel_thresholds["image_max"].value == pytest.approx(float(np.quantile(maxima, cfg["image_threshold_q"])))
     area = hazelnut_ae.min_area_pixels(cfg, data.image_size)
     region = ev.pixel_thresholds["region"]
     assert region == threshold_from_normal_regions(ev.val_maps, min_area=area, q=cfg["region_q"])
@@ -188,7 +190,7 @@ def test_both_validation_rules_come_from_validation_maps_only(ev: hazelnut_ae.Ev
     assert region.value == pytest.approx(float(np.quantile(scores, cfg["region_q"])))
     assert ev.pixel_thresholds["quantile"].value == pytest.approx(float(np.quantile(ev.val_maps, cfg["threshold_q"])))
     assert ev.threshold == ev.pixel_thresholds[cfg["threshold_rule"]]
-    auto = ev.pixel_thresholds["auto"]  # one of the four rules, chosen on the validation maps
+    auto = ev.pixel_thresholds["auto"]  # one of the auto candidates, chosen on the validation maps
     assert any(auto.value == t.value and auto.source.startswith(t.source)
                for k, t in ev.pixel_thresholds.items() if k != "auto")
     # the region rule's promise holds exactly on the validation maps whose own threshold is lower

@@ -60,8 +60,22 @@ def test_a_miscalibrated_rule_is_not_chosen() -> None:
     assert choice.errors["k_sigma"] > 3 * min(choice.errors["quantile"], choice.errors["tail"])
     flagged = float((val > R.fit_rules(val, spec)["k_sigma"].value).mean())
     assert flagged > 2 * spec.rate  # the reason: it misses its promise on its own data too
-    assert set(choice.errors) == set(R.RULES) and choice.n_splits == R.N_SPLITS
+    assert set(choice.errors) == set(R.AUTO_RULES) and choice.n_splits == R.N_SPLITS
     assert R.choose_rule(val, spec, seed=0) == choice  # deterministic for a seed
+
+
+def test_image_max_keeps_defect_free_images_free_of_defect_pixels() -> None:
+    val = _maps(21, 8, size=48)
+    maxima = val.reshape(len(val), -1).max(axis=1)
+    spec = R.RuleSpec.for_maps(val.shape, rate=0.01, image_q=0.9)
+    t = R.fit_rules(val, spec)["image_max"]
+    assert t.value == pytest.approx(np.quantile(maxima, 0.9)) and t.source == "normal-validation:image-max-q0.9"
+    assert (maxima > t.value).mean() == pytest.approx(0.1, abs=0.05)  # ~1 - image_q of the images
+    assert t.value > R.fit_rules(val, spec)["quantile"].value  # far stricter than a 1 % pixel rate
+    assert R.image_max_threshold(val, 1.0).value == pytest.approx(maxima.max())
+    assert "image_max" not in R.choose_rule(val, spec).errors  # not an auto candidate
+    checked = R.choose_rule(val, spec, rules=("quantile", "image_max"))  # but checkable as one
+    assert set(checked.errors) == {"quantile", "image_max"} and np.isfinite(checked.errors["image_max"])
 
 
 def test_few_images_fall_back_to_the_first_rule() -> None:
@@ -143,3 +157,13 @@ def test_test_masks_never_move_the_honest_thresholds(toy) -> None:
     b = _evaluate(val, test, other, pixel_rule="auto")
     assert {k: t.value for k, t in a.pixel_thresholds.items()} == {k: t.value for k, t in b.pixel_thresholds.items()}
     assert a.rule_choice == b.rule_choice
+
+
+def test_experiment_can_report_the_image_max_rule(toy) -> None:
+    val, test, masks = toy
+    ev = _evaluate(val, test, masks, pixel_rule="image_max",
+                   rule_spec=R.RuleSpec.for_maps(val.shape, image_q=0.9))
+    assert ev.pixel_threshold == R.image_max_threshold(val, 0.9)
+    assert ev.metrics["pixel_f1"] == pytest.approx(ev.rule_table["image_max"]["pixel_f1"])
+    assert ev.rule_table["image_max"]["transfer_error"] is None  # auto never weighed it
+    assert set(ev.pixel_thresholds) == {*R.RULES, "auto"}

@@ -44,9 +44,16 @@ DATASETS: tuple[str, ...] = ("mvtec", "dagm", "rsdd", "sem")
 SHORT: dict[str, str] = {"efficientnet_lite0": "", "wide_resnet50_2": "-wrn50"}
 """Method-name suffix per backbone: ``patchcore`` (the default backbone), ``patchcore-wrn50``."""
 FORMAT = "adlib-feature-fit-v1"
-PIXEL_RULE = "auto"
-"""The results' pixel rule (:mod:`adlib.threshold_rules`, at the rate ``1 - pixel_threshold_q``;
-auto: the rule whose false-alarm rate transfers best between validation halves)."""
+PIXEL_RULE = "image_max"
+"""The results' pixel rule (:mod:`adlib.threshold_rules`): the ``image_threshold_q`` quantile of
+the validation maps' maxima. Both methods' image score is the map's maximum (PaDiM exactly,
+PatchCore before the smoothing), so a lower pixel threshold would mark defect pixels in images
+the run calls defect-free; every other rule (at the rate ``1 - pixel_threshold_q``) and the
+``auto`` pick are recorded beside it. Measured, cpu profile, honest / ORACLE pixel F1 of
+auto -> image_max: real DAGM Class8 dev kit PaDiM 0.66 -> 0.91 (auto's tail rule kept its 0.001
+rate on the test normals, 0.0012, yet 262 false pixels per 512x512 defect-free image cost
+precision 0.26); stand-ins bottle PaDiM 0.69 -> 0.83, PatchCore 0.93 -> 0.97, hazelnut PaDiM
+0.67 -> 0.90, PatchCore 0.75 -> 0.95, RSDD PatchCore 1.00 -> 1.00."""
 
 _COMMON: dict[str, Any] = {
     "backbone": "efficientnet_lite0", "patchcore_layers": None, "padim_layers": None,
@@ -405,7 +412,8 @@ def evaluate(fitted: Fitted | Sequence[Fitted], data: Data, cfg: Mapping[str, An
     out = []
     for f in [fitted] if isinstance(fitted, Fitted) else list(fitted):
         val, test = score(f, data.val, cfg, device), score(f, data.test, cfg, device)
-        spec = threshold_rules.RuleSpec.for_maps(val.maps.shape, rate=1 - float(cfg["pixel_threshold_q"]))
+        spec = threshold_rules.RuleSpec.for_maps(val.maps.shape, rate=1 - float(cfg["pixel_threshold_q"]),
+                                                 image_q=float(cfg["image_threshold_q"]))
         masked = data.test_masks is not None
         ev = experiment.evaluate(
             f.method, scores=test.scores, labels=data.labels, defects=data.defects, paths=data.paths,
