@@ -55,7 +55,10 @@ maximum: there ``image_max`` is the default (see the rule's entry above). Its me
 (cpu profile, 2026-12-02): on the real DAGM Class8 dev kit PaDiM's auto pick (the tail) kept its
 promise (0.0012 of the test normals' pixels above it against 0.001), yet at 512x512 that is 262
 false pixels per defect-free image: precision 0.26, ratio 0.66. ``image_max`` gave 0.91 there,
-and on the stand-ins 0.83-0.97 where auto gave 0.67-0.93 (RSDD-like PatchCore 1.00 either way).
+and on the bottle/hazelnut/RSDD-like stand-ins 0.77-1.00 where auto gave 0.67-1.00; it is lower
+than auto on carpet-like PatchCore (0.91 vs 0.94), on the DAGM-like stand-in, where both models
+fail (ORACLE F1 0.25 / 0.13: PaDiM 0.58 vs 1.00, PatchCore 0.25 vs 0.83), and on real DAGM
+PatchCore (0.81 vs 0.88).
 For the residual maps of notebooks 01-04 it is only reported: their image score is not the map's
 maximum, and a per-image maximum of a pixel-noisy residual sits far in its tail.
 """
