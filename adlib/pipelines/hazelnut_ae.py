@@ -295,8 +295,7 @@ def min_area_pixels(cfg: dict[str, Any], image_size: int) -> int:
 
 
 def rule_spec(cfg: dict[str, Any], image_size: int) -> threshold_rules.RuleSpec:
-    """The rules' options: pixel rate ``1 - threshold_q``, region area, ``region_q`` and the
-    ``image_max`` rule's ``image_threshold_q``."""
+    """The rules' options: rate ``1 - threshold_q``, region area, ``region_q``, ``image_threshold_q``."""
     return threshold_rules.RuleSpec(1 - float(cfg["threshold_q"]), min_area_pixels(cfg, image_size),
                                     float(cfg["region_q"]), image_q=float(cfg["image_threshold_q"]))
 
@@ -304,9 +303,8 @@ def rule_spec(cfg: dict[str, Any], image_size: int) -> threshold_rules.RuleSpec:
 def validation_thresholds(val_maps: np.ndarray, cfg: dict[str, Any]) -> dict[str, thresholds.Threshold]:
     """Every pixel threshold of :mod:`adlib.threshold_rules` from the validation maps only:
     ``"region"`` (MVTec AD paper; ``min_defect_area``, ``region_q``), ``"quantile"``, ``"k_sigma"``,
-    ``"tail"`` (rate ``1 - threshold_q``), ``"image_max"`` (reported only) and ``"auto"`` (the one
-    whose false-alarm rate transfers best between validation halves); ``cfg["threshold_rule"]``
-    names the results' one."""
+    ``"tail"`` (rate ``1 - threshold_q``), ``"image_max"`` and ``"auto"`` (the best transfer between
+    validation halves); ``cfg["threshold_rule"]`` names the results' one."""
     return threshold_rules.all_thresholds(val_maps, rule_spec(cfg, val_maps.shape[-1]))[0]
 
 
