@@ -371,3 +371,32 @@ def test_error_views_per_patch_and_per_defect(run: dict, data: P.Data) -> None:
     assert (sem_errors.defect_detection(low, data)["rate"] == 1).all()
     assert (sem_errors.defect_detection(high, data)["detected"] == 0).all()
     matplotlib.pyplot.close("all")
+
+
+def test_brightness_matched_divides_by_equally_bright_normal_patches(run: dict, data: P.Data) -> None:
+    ev = next(e for e in run["evals"] if e.method == "sae-rec")
+    group = sem_errors.patch_defect_size(data)
+    assert set(group) <= {"normal", "small", "large"}
+    np.testing.assert_array_equal(group != "normal", data.labels == 1)
+    bright = np.asarray(data.patches.test, np.float64).reshape(len(data.labels), -1).mean(axis=1) / 255
+    same = dataclasses.replace(ev, method="as-bright", scores=bright)
+    tripled = dataclasses.replace(ev, method="tripled", scores=bright * np.where(group == "normal", 1.0, 3.0))
+    table = sem_errors.brightness_matched([same, tripled], data)
+    assert list(table.index) == ["brightness (no model)", "as-bright", "tripled"]
+    for size in ("small", "large"):
+        assert (table[(size, "n")] == int((group == size).sum())).all()
+        if (group == size).any():
+            ratio = table[(size, "x matched normals")]
+            assert ratio["as-bright"] == pytest.approx(ratio["brightness (no model)"])
+            assert ratio["tripled"] == pytest.approx(3 * ratio["as-bright"])  # same bins, same reference
+            assert table.loc["tripled", (size, "AUROC")] >= table.loc["as-bright", (size, "AUROC")]
+    # the claim built on it: L2 below equally bright normals, SSIM above -> holds; swapped -> does not
+    evals = [dataclasses.replace(ev, method="sae-rec", scores=bright * np.where(group == "normal", 1, 0.5)),
+             dataclasses.replace(ev, method="ssim-ae-rec", kind="ssim-ae",
+                                 scores=bright * np.where(group == "normal", 1, 2.0))]
+    claim = sem_claims._matched_claim(evals, data, "here")
+    expected = None if not (group == "large").any() else True
+    assert claim.holds is expected
+    swapped = sem_claims._matched_claim([dataclasses.replace(evals[0], scores=evals[1].scores),
+                                         dataclasses.replace(evals[1], scores=evals[0].scores)], data, "here")
+    assert swapped.holds is (None if expected is None else False)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from adlib.claims import Claim, all_of, claims_table, data_label, fmt, greater, number
+from adlib.pipelines import sem_errors
 from adlib.pipelines.sem_patches import MODEL_NAMES, SSIM_VARIANT, Data, PatchEvaluation
 
 _SEED = "seed 003"
@@ -80,7 +81,24 @@ def seed_claims(evals: Iterable[PatchEvaluation], data: Data,
                         "Bergmann et al. 2019 (SSIM autoencoder), NanoTWICE experiment",
                         f"patch AUROC SSIM-AE (1 - SSIM) {fmt(ssim)} vs SAE (L2) {fmt(l2)}",
                         greater(ssim, l2), where))
+    claims.append(_matched_claim(list(evals), data, where))
     return claims_table(claims)
+
+
+def _matched_claim(evals: list[PatchEvaluation], data: Data, where: str) -> Claim:
+    """Bergmann et al.'s diagnosis of L2: it misses regions whose structure changed while their
+    intensity did not (here: large defect regions, scored against equally bright normal patches)."""
+    claim = ("L2 reconstruction misses defects whose structure changes while their brightness stays "
+             "about the same (films); SSIM does not")
+    source = "Bergmann et al. 2019 (SSIM autoencoder), abstract and introduction"
+    chosen = [ev for ev in evals if ev.method in ("sae-rec", f"{SSIM_VARIANT}-rec")]
+    if len(chosen) < 2 or not (sem_errors.patch_defect_size(data) == "large").any():
+        return Claim(claim, source, "needs sae-rec, ssim-ae-rec and large defect regions", None, where)
+    ratio = sem_errors.brightness_matched(chosen, data)[("large", "x matched normals")]
+    l2, ssim = number(ratio.get("sae-rec")), number(ratio.get(f"{SSIM_VARIANT}-rec"))
+    return Claim(claim, source, f"large defect regions, median score / score of equally bright normal "
+                 f"patches: SAE (L2) {fmt(l2)}, SSIM-AE {fmt(ssim)}",
+                 all_of(greater(1.0, l2), greater(ssim, 1.0)), where)
 
 
 def _depth_claim(table: pd.DataFrame | None, where: str) -> Claim:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from adlib import metrics
 from adlib.pipelines.sem_patches import Data, PatchEvaluation
 
 PATCH_AREA_EDGES: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
@@ -85,3 +86,62 @@ def defect_detection(ev: PatchEvaluation, data: Data,
     table = pd.DataFrame(out, columns=["bucket", "n", "detected"])
     table["rate"] = table["detected"] / table["n"]
     return table.set_index("bucket")
+
+
+LARGE_DEFECT_PX = 600
+"""Defect regions of at least this many pixels count as "large" in :func:`brightness_matched`
+(on the stand-in: films; smaller ones are beads and spindles)."""
+
+
+def patch_defect_size(data: Data, large_px: int = LARGE_DEFECT_PX) -> np.ndarray:
+    """Per test patch: ``"normal"``, or ``"small"`` / ``"large"`` by the largest defect region
+    (connected mask component) it overlaps, at ``large_px`` pixels."""
+    size, out = data.patch_size, np.full(len(data.labels), "normal", dtype=object)
+    for i, mask in enumerate(data.test_masks()):
+        regions, n = ndimage.label(mask)
+        areas = np.concatenate([[0.0], ndimage.sum(mask, regions, range(1, n + 1))]) if n else np.zeros(1)
+        for k in np.flatnonzero((data.patches.test_source == i) & (data.labels == 1)):
+            y, x = data.patches.test_coords[k]
+            out[k] = "large" if areas[regions[y:y + size, x:x + size]].max() >= large_px else "small"
+    return out
+
+
+def brightness_matched(evals: list[PatchEvaluation], data: Data, bins: int = 10,
+                       large_px: int = LARGE_DEFECT_PX) -> pd.DataFrame:
+    """How much higher each method scores defect patches than DEFECT-FREE patches OF THE SAME
+    BRIGHTNESS, for small and large defect regions.
+
+    The normal test patches are cut into ``bins`` brightness bins (quantiles of the patch mean);
+    each defect patch's score is divided by the median score of the normal patches in its bin.
+    A median ratio below 1 means the method finds the defect MORE normal than defect-free texture
+    just as bright: no threshold can then find it without flagging that texture. The brightness
+    row (the patch mean itself) is the model-free reference.
+
+    Returns:
+        One row per method (and ``brightness (no model)``); per size: patches ``n``, ``AUROC``
+        against all normal patches, and the median brightness-matched ratio.
+    """
+    x = np.asarray(data.patches.test, np.float64).reshape(len(data.labels), -1).mean(axis=1) / 255.0
+    group = patch_defect_size(data, large_px)
+    normal = group == "normal"
+    edges = np.quantile(x[normal], np.linspace(0, 1, bins + 1)[1:-1])
+    where = np.searchsorted(edges, x)
+    scores = {"brightness (no model)": x} | {ev.method: np.asarray(ev.scores, np.float64) for ev in evals}
+    rows = []
+    for name, s in scores.items():
+        ref = np.array([np.median(s[normal & (where == b)]) if (normal & (where == b)).any() else np.nan
+                        for b in range(bins)])
+        row: dict[tuple[str, str], float | int | None] = {}
+        for size in ("small", "large"):
+            sel = group == size
+            both = normal | sel
+            row[(size, "n")] = int(sel.sum())
+            row[(size, "AUROC")] = metrics.image_auroc(s[both], sel[both].astype(int)) if sel.any() else None
+            ratio = s[sel] / np.maximum(ref[where[sel]], 1e-12)
+            row[(size, "x matched normals")] = float(np.nanmedian(ratio)) if sel.any() else None
+        rows.append(pd.Series(row, name=name))
+    table = pd.DataFrame(rows)
+    for size in ("small", "large"):
+        table[(size, "n")] = table[(size, "n")].astype(int)
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=[f"defect region (large >= {large_px} px)", ""])
+    return table
