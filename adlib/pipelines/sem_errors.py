@@ -8,6 +8,8 @@ patch, the patch's mask), so :func:`adlib.error_analysis.error_gallery` shows fa
 false-negative patches and :func:`adlib.error_analysis.detection_by_area` the detection rate of
 anomalous patches against the share of the patch that is defect. :func:`defect_detection` adds
 the view per DEFECT (connected mask region): is at least one patch that overlaps it flagged?
+:func:`brightness_matched` asks WHY a score misses defects: it compares each defect patch with
+defect-free patches of the same brightness, for small and large defect regions.
 """
 
 from __future__ import annotations
