@@ -126,8 +126,9 @@ def _check_maps(val_maps: Any) -> np.ndarray:
     return arr
 
 
-def _region_value(per_image: np.ndarray, spec: RuleSpec) -> float:
-    return float(per_image.max()) if spec.region_q >= 1 else float(np.quantile(per_image, spec.region_q))
+def _quantile_or_max(values: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of per-image values (their largest value for ``q >= 1``)."""
+    return float(values.max()) if q >= 1 else float(np.quantile(values, q))
 
 
 def image_max_threshold(val_maps: np.ndarray, image_q: float) -> thresholds.Threshold:
@@ -135,8 +136,7 @@ def image_max_threshold(val_maps: np.ndarray, image_q: float) -> thresholds.Thre
     of the per-image maxima of DEFECT-FREE validation maps."""
     arr = _check_maps(val_maps)
     maxima = arr.reshape(len(arr), -1).max(axis=1).astype(np.float64)
-    value = float(maxima.max()) if image_q >= 1 else float(np.quantile(maxima, image_q))
-    return thresholds.Threshold(value, f"normal-validation:image-max-q{image_q:g}")
+    return thresholds.Threshold(_quantile_or_max(maxima, image_q), f"normal-validation:image-max-q{image_q:g}")
 
 
 def fit_rules(val_maps: np.ndarray, spec: RuleSpec, *, per_image: np.ndarray | None = None,
@@ -167,7 +167,7 @@ def fit_rules(val_maps: np.ndarray, spec: RuleSpec, *, per_image: np.ndarray | N
             else:
                 source = f"normal-validation:region-{spec.min_area}px" + (
                     "" if spec.region_q >= 1 else f"-q{spec.region_q:g}")
-                out[rule] = thresholds.Threshold(_region_value(per_image, spec), source)
+                out[rule] = thresholds.Threshold(_quantile_or_max(per_image, spec.region_q), source)
         else:
             raise thresholds.ThresholdError(
                 f"adlib.threshold_rules: unknown rule {rule!r}; use one of {RULES}.")

@@ -46,16 +46,11 @@ SHORT: dict[str, str] = {"efficientnet_lite0": "", "wide_resnet50_2": "-wrn50"}
 FORMAT = "adlib-feature-fit-v1"
 PIXEL_RULE = "image_max"
 """The results' pixel rule (:mod:`adlib.threshold_rules`): the ``image_threshold_q`` quantile of
-the validation maps' maxima. Both methods' image score is the map's maximum (PaDiM exactly,
-PatchCore before the smoothing), so a lower pixel threshold would mark defect pixels in images
-the run calls defect-free; every other rule (at the rate ``1 - pixel_threshold_q``) and the
-``auto`` pick are recorded beside it. Measured, cpu profile, honest / ORACLE pixel F1 of
-auto -> image_max: real DAGM Class8 dev kit PaDiM 0.66 -> 0.91 (auto's tail rule kept its 0.001
-rate on the test normals, 0.0012, yet 262 false pixels per 512x512 defect-free image cost
-precision 0.26); stand-ins bottle PaDiM 0.69 -> 0.83, PatchCore 0.93 -> 0.97, hazelnut PaDiM
-0.67 -> 0.90, PatchCore 0.75 -> 0.95, RSDD PaDiM 0.69 -> 0.77, PatchCore 1.00 -> 1.00. Lower
-than auto: real DAGM PatchCore 0.88 -> 0.81, carpet PatchCore 0.94 -> 0.91, and the DAGM-like
-stand-in where both models fail (PaDiM 1.00 -> 0.58, PatchCore 0.83 -> 0.25)."""
+the validation maps' maxima. Both methods' image score is the map's maximum, so a lower pixel
+threshold would mark defect pixels in images the run calls defect-free; every other rule (at the
+rate ``1 - pixel_threshold_q``) and the ``auto`` pick are recorded beside it. The measurements
+behind this choice (auto vs image_max, real DAGM dev kit and stand-ins) are in
+:mod:`adlib.threshold_rules`' docstring."""
 
 _COMMON: dict[str, Any] = {
     "backbone": "efficientnet_lite0", "patchcore_layers": None, "padim_layers": None,
